@@ -1,0 +1,164 @@
+//! Typed configuration: defaults, then environment (`GANTRY_*`, `DATABASE_URL`), then flags.
+//! Secrets are held as `SecretString`/[`SecretKey`] so they never appear in logs or `Debug`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use secrecy::SecretString;
+
+/// Flags shared by `gantry server` and `gantry up`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Address the control plane (API, dashboard, registry) listens on.
+    #[arg(long, env = "GANTRY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Postgres connection URL. `gantry up` starts a private Postgres when it is absent.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// The URL people use to reach the server (default: http://<listen>). An https URL makes
+    /// session cookies `Secure`; its origin is the one allowed to send cookie-authenticated writes.
+    #[arg(long, env = "GANTRY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// 32 random bytes, base64 or hex: encrypts config vars at rest. `gantry up` creates one in
+    /// the data directory when absent.
+    #[arg(long, env = "GANTRY_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// A session ends after this many minutes without a request.
+    #[arg(long, env = "GANTRY_SESSION_IDLE_MINUTES", default_value_t = 12 * 60)]
+    pub session_idle_minutes: u64,
+
+    /// A session ends this many hours after login, however active.
+    #[arg(long, env = "GANTRY_SESSION_MAX_HOURS", default_value_t = 7 * 24)]
+    pub session_max_hours: u64,
+
+    /// Size of the Postgres connection pool.
+    #[arg(long, env = "GANTRY_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+/// The server's configuration once checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: SecretString,
+    /// `scheme://host[:port]` without a trailing slash; `None` = derived from the bound address.
+    pub public_url: Option<String>,
+    pub secret_key: SecretKey,
+    pub session_idle: Duration,
+    pub session_max_age: Duration,
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    pub fn from_args(args: ServerArgs) -> anyhow::Result<Self> {
+        let database_url = args
+            .database_url
+            .context("DATABASE_URL is not set: point it at a Postgres database (or use `gantry up`, which runs its own)")?;
+        let secret_key = args.secret_key.context(
+            "GANTRY_SECRET_KEY is not set: generate one with `openssl rand -base64 32` (or use `gantry up`, which keeps one in its data directory)",
+        )?;
+        let public_url = args.public_url.map(|u| parse_public_url(&u)).transpose()?;
+        if args.session_idle_minutes == 0 || args.session_max_hours == 0 {
+            bail!("session lifetimes must be positive");
+        }
+        Ok(Self {
+            listen: args.listen,
+            database_url: SecretString::from(database_url),
+            public_url,
+            secret_key: SecretKey::parse(&secret_key)?,
+            session_idle: Duration::from_secs(args.session_idle_minutes * 60),
+            session_max_age: Duration::from_secs(args.session_max_hours * 3600),
+            db_max_connections: args.db_max_connections.max(2),
+        })
+    }
+}
+
+/// Checks `http(s)://host[:port]` and returns it without a trailing slash or path.
+fn parse_public_url(url: &str) -> anyhow::Result<String> {
+    let url = url.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .with_context(|| {
+            format!("GANTRY_PUBLIC_URL {url:?} must start with http:// or https://")
+        })?;
+    if rest.is_empty() || rest.contains('/') {
+        bail!("GANTRY_PUBLIC_URL {url:?} must be just scheme://host[:port], without a path");
+    }
+    Ok(url.to_owned())
+}
+
+/// The 32-byte key that seals config vars.
+#[derive(Clone)]
+pub struct SecretKey(pub [u8; 32]);
+
+impl SecretKey {
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        let s = s.trim();
+        let bytes = if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+            (0..32)
+                .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .context("GANTRY_SECRET_KEY is neither 64 hex digits nor base64")?
+        };
+        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            anyhow::anyhow!("GANTRY_SECRET_KEY must be 32 bytes, got {}", b.len())
+        })?;
+        Ok(Self(key))
+    }
+
+    pub fn generate() -> Self {
+        use rand::RngCore;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        Self(key)
+    }
+
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_key_formats() {
+        let k = SecretKey::generate();
+        assert_eq!(SecretKey::parse(&k.to_base64()).unwrap().0, k.0);
+        let hex: String = k.0.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(SecretKey::parse(&hex).unwrap().0, k.0);
+        assert!(SecretKey::parse("c2hvcnQ=")
+            .unwrap_err()
+            .to_string()
+            .contains("32 bytes"));
+        assert!(SecretKey::parse("not base64!").is_err());
+        assert_eq!(format!("{k:?}"), "SecretKey(***)");
+    }
+
+    #[test]
+    fn public_url() {
+        assert_eq!(
+            parse_public_url("https://gantry.example.com/").unwrap(),
+            "https://gantry.example.com"
+        );
+        assert!(parse_public_url("gantry.example.com").is_err());
+        assert!(parse_public_url("http://x/y").is_err());
+    }
+}

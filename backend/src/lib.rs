@@ -1,0 +1,27 @@
+//! The Gantry control plane: REST API, accounts, teams, tokens, apps; and the `gantry` binary.
+//!
+//! # Layout
+//! - [`startup`]: `Application::build` (pool, migrations, session layer, router) and shutdown.
+//! - [`config`]: typed configuration from flags and `GANTRY_*` environment.
+//! - [`routes`]: one file per resource action, registered (with OpenAPI) in `routes/mod.rs`.
+//! - [`auth`]: passwords, login throttle, sessions and CSRF, API tokens, the `Caller` extractor.
+//! - [`authz`]: `TeamAccess`/`AppAccess`, the one gate of every team-scoped route.
+//! - [`audit`]: recording who did what in a team.
+//! - [`crypto`]: sealing config var values at rest.
+//! - [`error`], [`extract`]: the API's error type and extractors with readable rejections.
+//! - [`embedded_pg`]: the private Postgres of `gantry up`, `gantry db` and the tests.
+//! - [`cli`]: the `gantry` verbs (`server`, `up`, `db`).
+
+pub mod audit;
+pub mod auth;
+pub mod authz;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod embedded_pg;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

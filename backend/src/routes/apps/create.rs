@@ -1,0 +1,83 @@
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{AppendHeaders, IntoResponse};
+use axum::Json;
+use gantry_common::api::{app_limits, App, CreateApp};
+use gantry_common::Permission;
+use serde_json::json;
+
+use crate::audit;
+use crate::authz::{AppRow, TeamAccess, APP_COLUMNS};
+use crate::error::{conflict, invalid, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Define an app. Unset settings take their defaults (port 8080, 1 replica, 500 millicores,
+/// 256 MiB, health check `/`).
+#[utoipa::path(post, path = "/api/v1/teams/{team}/apps", tag = "apps",
+    params(("team" = String, Path, description = "Team name")),
+    request_body = CreateApp,
+    responses(
+        (status = 201, body = App),
+        (status = 403, description = "Viewers cannot create apps", body = gantry_common::ErrorBody),
+        (status = 409, description = "An app with this name exists", body = gantry_common::ErrorBody),
+        (status = 422, description = "Invalid name or setting", body = gantry_common::ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    access: TeamAccess,
+    ApiJson(body): ApiJson<CreateApp>,
+) -> ApiResult<impl IntoResponse> {
+    access.require(Permission::WriteApps)?;
+    body.settings.validate().map_err(invalid)?;
+    let s = &body.settings;
+    let mut tx = state.db.begin().await?;
+    let row = sqlx::query_as::<_, AppRow>(&format!(
+        "INSERT INTO apps (team_id, name, port, replicas, cpu_millis, memory_mib, health_check_path)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (team_id, name) DO NOTHING
+         RETURNING {APP_COLUMNS}"
+    ))
+    .bind(access.team.id)
+    .bind(body.name.as_str())
+    .bind(i32::from(s.port.unwrap_or(app_limits::DEFAULT_PORT)))
+    .bind(s.replicas.unwrap_or(app_limits::DEFAULT_REPLICAS) as i32)
+    .bind(s.cpu_millis.unwrap_or(app_limits::DEFAULT_CPU_MILLIS) as i32)
+    .bind(s.memory_mib.unwrap_or(app_limits::DEFAULT_MEMORY_MIB) as i32)
+    .bind(
+        s.health_check_path
+            .as_deref()
+            .unwrap_or(app_limits::DEFAULT_HEALTH_CHECK_PATH),
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| {
+        conflict(format!(
+            "an app named {:?} already exists in team {}",
+            body.name.as_str(),
+            access.team.slug
+        ))
+    })?;
+    let app = row.to_api(access.slug());
+    audit::record(
+        &mut tx,
+        audit::Event {
+            team_id: access.team.id,
+            action: "app.create",
+            target: format!("app:{}", app.name),
+            details: json!({
+                "port": app.port, "replicas": app.replicas, "cpu_millis": app.cpu_millis,
+                "memory_mib": app.memory_mib, "health_check_path": app.health_check_path,
+            }),
+            actor: (&access.caller).into(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    let location = format!("/api/v1/teams/{}/apps/{}", app.team, app.name);
+    Ok((
+        StatusCode::CREATED,
+        AppendHeaders([(header::LOCATION, location)]),
+        Json(app),
+    ))
+}

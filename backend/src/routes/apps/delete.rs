@@ -1,0 +1,43 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use gantry_common::Permission;
+use serde_json::json;
+
+use crate::audit;
+use crate::authz::AppAccess;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// Delete an app and its config vars.
+#[utoipa::path(delete, path = "/api/v1/teams/{team}/apps/{app}", tag = "apps",
+    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Only admins and owners delete apps", body = gantry_common::ErrorBody),
+        (status = 404, description = "No such app", body = gantry_common::ErrorBody),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    AppAccess { access, app }: AppAccess,
+) -> ApiResult<StatusCode> {
+    access.require(Permission::DeleteApps)?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query("DELETE FROM apps WHERE team_id = $1 AND id = $2")
+        .bind(access.team.id)
+        .bind(app.id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        audit::Event {
+            team_id: access.team.id,
+            action: "app.delete",
+            target: format!("app:{}", app.name),
+            details: json!({"id": app.id}),
+            actor: (&access.caller).into(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

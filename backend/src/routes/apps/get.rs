@@ -1,0 +1,16 @@
+use axum::Json;
+use gantry_common::api::App;
+
+use crate::authz::AppAccess;
+use crate::error::ApiResult;
+
+/// One app.
+#[utoipa::path(get, path = "/api/v1/teams/{team}/apps/{app}", tag = "apps",
+    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    responses(
+        (status = 200, body = App),
+        (status = 404, description = "No such app", body = gantry_common::ErrorBody),
+    ))]
+pub async fn get(AppAccess { access, app }: AppAccess) -> ApiResult<Json<App>> {
+    Ok(Json(app.to_api(access.slug())))
+}

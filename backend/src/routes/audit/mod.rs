@@ -1,0 +1,3 @@
+//! `/api/v1/teams/{team}/audit`: the team's audit log, for admins and owners.
+
+pub mod list;

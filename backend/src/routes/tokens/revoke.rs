@@ -1,0 +1,58 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::Caller;
+use crate::error::{not_found, ApiResult};
+use crate::extract::ApiPath;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct TokenPath {
+    id: Uuid,
+}
+
+/// Revoke one of your API tokens; it stops working at once.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such token of yours", body = gantry_common::ErrorBody),
+    ))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(path): ApiPath<TokenPath>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let revoked = sqlx::query_as::<_, (Uuid, String)>(
+        "UPDATE api_tokens SET revoked_at = now()
+         WHERE id = $1 AND created_by = $2 AND revoked_at IS NULL
+           AND ($3::uuid IS NULL OR team_id = $3)
+         RETURNING team_id, name",
+    )
+    .bind(path.id)
+    .bind(caller.user.id)
+    .bind(caller.token().map(|t| t.team_id))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((team_id, name)) = revoked else {
+        return Err(not_found("token"));
+    };
+    audit::record(
+        &mut tx,
+        audit::Event {
+            team_id,
+            action: "token.revoke",
+            target: format!("token:{}", path.id),
+            details: json!({"name": name}),
+            actor: (&caller).into(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

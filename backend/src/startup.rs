@@ -1,0 +1,165 @@
+//! Building and running the server: database pool and migrations, session layer, routes.
+//!
+//! `Application::build` binds the listener (port 0 in tests) and returns something with `port()`
+//! and `run_until_stopped()`, so `main` and the tests start the server the same way.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{ExpiredDeletion, Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::PostgresStore;
+
+use crate::auth::{origin, password};
+use crate::config::Config;
+use crate::crypto::Sealer;
+use crate::error::{not_found, ApiError};
+use crate::routes;
+use crate::state::{App, AppState};
+
+pub const SESSION_COOKIE: &str = "gantry_session";
+/// Request bodies above this are refused with 413 (config values are at most 32 KiB each).
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    db: PgPool,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = PgPoolOptions::new()
+            .max_connections(config.db_max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(config.database_url.expose_secret())
+            .await
+            .context("failed to connect to the database (DATABASE_URL)")?;
+        MIGRATOR
+            .run(&db)
+            .await
+            .context("failed to apply database migrations")?;
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+
+        let state = AppState(Arc::new(App {
+            db: db.clone(),
+            sealer: Sealer::new(&config.secret_key),
+            public_url: public_url.clone(),
+            session_max_age: config.session_max_age,
+        }));
+
+        let store = PostgresStore::new(db.clone());
+        tokio::spawn(
+            store
+                .clone()
+                .continuously_delete_expired(Duration::from_secs(3600)),
+        );
+        let idle = time::Duration::try_from(config.session_idle).context("session idle timeout")?;
+        let sessions = SessionManagerLayer::new(store)
+            .with_name(SESSION_COOKIE)
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(public_url.starts_with("https://"))
+            .with_expiry(Expiry::OnInactivity(idle))
+            // Each request pushes the idle expiry forward.
+            .with_always_save(true);
+
+        password::warm_up();
+        let router = routes::api()
+            .route("/healthz", axum::routing::get(routes::health::healthz))
+            .route("/readyz", axum::routing::get(routes::health::readyz))
+            .fallback(|| async { not_found("route") })
+            .layer(middleware::from_fn_with_state(state.clone(), origin::guard))
+            .layer(sessions)
+            .layer(middleware::from_fn(json_errors))
+            .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+            .layer(TraceLayer::new_for_http())
+            .with_state(state);
+
+        Ok(Self {
+            listener,
+            router,
+            port: addr.port(),
+            db,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn db(&self) -> &PgPool {
+        &self.db
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("server error")?;
+        self.db.close().await;
+        Ok(())
+    }
+}
+
+/// Gives the few errors produced outside our handlers (e.g. axum's 405) the API's JSON shape.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let message = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed on this path".to_owned(),
+            _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        };
+        let code = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            s if s.is_server_error() => "internal",
+            _ => "bad_request",
+        };
+        return ApiError::new(status, code, message).into_response();
+    }
+    res
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("failed to install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutdown signal received; finishing requests in flight");
+}

@@ -1,0 +1,404 @@
+//! REST request and response bodies of `/api/v1`.
+//!
+//! Request bodies deny unknown fields: a typo such as `replica` instead of `replicas` is an error
+//! that names the field, not a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::names::{AppName, ConfigKey, Email, Label, Password, TeamSlug};
+use crate::roles::Role;
+
+// ---- accounts ----
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "alice@example.com"))]
+    pub email: Email,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 8, max_length = 128))]
+    pub password: Password,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct User {
+    pub id: Uuid,
+    pub email: Email,
+    /// The first account of an instance administers the platform (nodes, clusters).
+    pub is_platform_admin: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Returned by sign-up and login: the session cookie is set, and mutating requests made with it
+/// must send `csrf_token` in the `x-csrf-token` header.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionInfo {
+    pub user: User,
+    pub csrf_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CsrfToken {
+    pub csrf_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Me {
+    pub user: User,
+    /// The teams the caller can act in, with its role in each. A token sees only its own team.
+    pub teams: Vec<TeamWithRole>,
+}
+
+// ---- teams ----
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Team {
+    pub id: Uuid,
+    pub slug: TeamSlug,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TeamWithRole {
+    #[serde(flatten)]
+    pub team: Team,
+    /// The caller's role in this team.
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeam {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "acme"))]
+    pub slug: TeamSlug,
+    /// Display name; defaults to the slug.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub name: Option<Label>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Member {
+    pub user_id: Uuid,
+    pub email: Email,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    pub joined_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    /// An existing account's e-mail address.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub email: Email,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMember {
+    pub role: Role,
+}
+
+// ---- API tokens ----
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "ci"))]
+    pub name: Label,
+    /// The team the token acts for.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub team: TeamSlug,
+    /// At most the creator's own role in that team.
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub name: String,
+    pub team: TeamSlug,
+    pub role: Role,
+    /// The first characters of the secret, to recognise it (`gnt_ab12…`).
+    pub prefix: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// The only response that ever contains a token's secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedToken {
+    pub token: ApiToken,
+    /// Send as `Authorization: Bearer <secret>`. It is shown once and stored only as a hash.
+    pub secret: String,
+}
+
+// ---- apps ----
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct App {
+    pub id: Uuid,
+    pub name: AppName,
+    pub team: TeamSlug,
+    /// The port the app's process listens on inside its container.
+    pub port: u16,
+    pub replicas: u32,
+    /// CPU limit per replica in millicores (1000 = one core).
+    pub cpu_millis: u32,
+    /// Memory limit per replica in MiB.
+    pub memory_mib: u32,
+    /// HTTP path probed to decide whether a replica is ready.
+    pub health_check_path: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// Limits and defaults of an app's settings; the server checks them, the dashboard shows them.
+pub mod app_limits {
+    pub const DEFAULT_PORT: u16 = 8080;
+    pub const DEFAULT_REPLICAS: u32 = 1;
+    pub const MAX_REPLICAS: u32 = 100;
+    pub const DEFAULT_CPU_MILLIS: u32 = 500;
+    pub const CPU_MILLIS: std::ops::RangeInclusive<u32> = 10..=64_000;
+    pub const DEFAULT_MEMORY_MIB: u32 = 256;
+    pub const MEMORY_MIB: std::ops::RangeInclusive<u32> = 16..=262_144;
+    pub const DEFAULT_HEALTH_CHECK_PATH: &str = "/";
+    pub const HEALTH_CHECK_PATH_MAX_LEN: usize = 512;
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "hello"))]
+    pub name: AppName,
+    #[serde(flatten)]
+    pub settings: AppSettings,
+}
+
+/// The changeable settings of an app; absent fields keep their current (or default) value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    pub port: Option<u16>,
+    pub replicas: Option<u32>,
+    pub cpu_millis: Option<u32>,
+    pub memory_mib: Option<u32>,
+    pub health_check_path: Option<String>,
+}
+
+impl AppSettings {
+    /// Checks every given field against [`app_limits`], naming the first one out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        use app_limits::*;
+        if self.port == Some(0) {
+            return Err("port must be between 1 and 65535".into());
+        }
+        if let Some(r) = self.replicas {
+            if r > MAX_REPLICAS {
+                return Err(format!("replicas must be between 0 and {MAX_REPLICAS}"));
+            }
+        }
+        if let Some(c) = self.cpu_millis {
+            if !CPU_MILLIS.contains(&c) {
+                return Err(format!(
+                    "cpu_millis must be between {} and {} (1000 = one core)",
+                    CPU_MILLIS.start(),
+                    CPU_MILLIS.end()
+                ));
+            }
+        }
+        if let Some(m) = self.memory_mib {
+            if !MEMORY_MIB.contains(&m) {
+                return Err(format!(
+                    "memory_mib must be between {} and {}",
+                    MEMORY_MIB.start(),
+                    MEMORY_MIB.end()
+                ));
+            }
+        }
+        if let Some(p) = &self.health_check_path {
+            let printable = p.chars().all(|c| c.is_ascii_graphic());
+            if !p.starts_with('/') || !printable || p.len() > HEALTH_CHECK_PATH_MAX_LEN {
+                return Err(format!(
+                    "health_check_path must start with '/' and hold at most {HEALTH_CHECK_PATH_MAX_LEN} printable ASCII characters without spaces"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---- config vars ----
+
+/// An app's config vars. Viewers get the names with `value: null`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConfigVars {
+    pub vars: Vec<ConfigVar>,
+    /// False when the caller's role may not read values (viewers).
+    pub values_visible: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConfigVar {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub key: ConfigKey,
+    pub value: Option<String>,
+}
+
+/// Limits of an app's config.
+pub mod config_limits {
+    pub const MAX_VARS: usize = 500;
+    pub const MAX_VALUE_BYTES: usize = 32 * 1024;
+}
+
+/// `PUT …/config`: the whole new set; keys not listed are removed.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceConfig {
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
+    pub vars: BTreeMap<ConfigKey, String>,
+}
+
+/// `PATCH …/config`: set the given keys; a `null` value removes the key (like `heroku config:unset`).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PatchConfig {
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, Option<String>>))]
+    pub vars: BTreeMap<ConfigKey, Option<String>>,
+}
+
+// ---- audit ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEvent {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Who did it: `alice@example.com`, or `alice@example.com (token "ci")`.
+    pub actor: String,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_token_id: Option<Uuid>,
+    /// Dotted verb, e.g. `app.create`, `member.update`, `config.update`.
+    pub action: String,
+    /// What was acted on, e.g. `app:hello`, `member:bob@example.com`.
+    pub target: String,
+    /// Action-specific facts; never a secret or a config value.
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    /// Newest first.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `?before=` to get the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_app_rejects_unknown_fields_and_bad_names() {
+        let err = serde_json::from_str::<CreateApp>(r#"{"name":"web","replica":2}"#).unwrap_err();
+        assert!(err.to_string().contains("replica"), "{err}");
+        let err = serde_json::from_str::<CreateApp>(r#"{"name":"Web"}"#).unwrap_err();
+        assert!(err.to_string().contains("app name"), "{err}");
+        let ok = serde_json::from_str::<CreateApp>(r#"{"name":"web","port":3000}"#).unwrap();
+        assert_eq!(ok.settings.port, Some(3000));
+    }
+
+    #[test]
+    fn settings_limits() {
+        let ok = AppSettings {
+            port: Some(80),
+            replicas: Some(0),
+            cpu_millis: Some(250),
+            memory_mib: Some(128),
+            health_check_path: Some("/healthz?full=1".into()),
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        let cases = [
+            (
+                AppSettings {
+                    port: Some(0),
+                    ..Default::default()
+                },
+                "port",
+            ),
+            (
+                AppSettings {
+                    replicas: Some(101),
+                    ..Default::default()
+                },
+                "replicas",
+            ),
+            (
+                AppSettings {
+                    cpu_millis: Some(1),
+                    ..Default::default()
+                },
+                "cpu_millis",
+            ),
+            (
+                AppSettings {
+                    memory_mib: Some(1 << 20),
+                    ..Default::default()
+                },
+                "memory_mib",
+            ),
+            (
+                AppSettings {
+                    health_check_path: Some("health".into()),
+                    ..Default::default()
+                },
+                "health_check_path",
+            ),
+            (
+                AppSettings {
+                    health_check_path: Some("/a b".into()),
+                    ..Default::default()
+                },
+                "health_check_path",
+            ),
+        ];
+        for (s, field) in cases {
+            let err = s.validate().unwrap_err();
+            assert!(err.starts_with(field), "{err}");
+        }
+    }
+}
