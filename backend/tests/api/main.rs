@@ -1,0 +1,11 @@
+//! API tests against a real server and a real Postgres (one database per test).
+//! Role, member and cross-tenant tests live in `tests/authz`.
+
+mod support;
+
+mod apps;
+mod audit;
+mod auth;
+mod csrf;
+mod errors;
+mod tokens;
