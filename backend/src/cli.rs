@@ -46,6 +46,17 @@ pub struct DataDir {
         global = true
     )]
     pub data_dir: PathBuf,
+
+    /// Folder holding PostgreSQL's initdb and pg_ctl (default: PATH, then the newest
+    /// /usr/lib/postgresql/*/bin).
+    #[arg(long, env = "GANTRY_PG_BINDIR", global = true)]
+    pub pg_bindir: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn postgres(&self) -> anyhow::Result<EmbeddedPostgres> {
+        EmbeddedPostgres::new(&self.data_dir, self.pg_bindir.as_deref())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,9 +78,9 @@ const DATABASE: &str = "gantry";
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => serve(Config::from_args(args)?, None).await,
-        Command::Up { server, data } => up(server, &data.data_dir).await,
+        Command::Up { server, data } => up(server, &data).await,
         Command::Db { action, data } => {
-            let pg = EmbeddedPostgres::new(&data.data_dir)?;
+            let pg = data.postgres()?;
             match action {
                 DbAction::Start { ephemeral } => {
                     pg.ensure_started(ephemeral).await?;
@@ -84,14 +95,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn up(mut args: ServerArgs, data_dir: &Path) -> anyhow::Result<()> {
+async fn up(mut args: ServerArgs, data: &DataDir) -> anyhow::Result<()> {
+    let data_dir = data.data_dir.as_path();
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
     if args.secret_key.is_none() {
         args.secret_key = Some(load_or_create_secret_key(data_dir)?);
     }
     let embedded = if args.database_url.is_none() {
-        let pg = EmbeddedPostgres::new(data_dir)?;
+        let pg = data.postgres()?;
         pg.ensure_started(false).await?;
         pg.ensure_database(DATABASE).await?;
         args.database_url = Some(pg.url(DATABASE));

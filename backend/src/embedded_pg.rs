@@ -33,9 +33,17 @@ pub struct EmbeddedPostgres {
 }
 
 impl EmbeddedPostgres {
-    /// Finds the binaries and lays out paths under `data_dir`; starts nothing.
-    pub fn new(data_dir: &Path) -> anyhow::Result<Self> {
-        let bin_dir = find_bin_dir().ok_or_else(|| anyhow::anyhow!(MISSING_BINARIES))?;
+    /// Finds the binaries (in `bin_dir` when given) and lays out paths under `data_dir`;
+    /// starts nothing.
+    pub fn new(data_dir: &Path, bin_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let bin_dir = match bin_dir {
+            Some(dir) if has_binaries(dir) => dir.to_path_buf(),
+            Some(dir) => bail!(
+                "no initdb and pg_ctl in GANTRY_PG_BINDIR={}. {MISSING_BINARIES}",
+                dir.display()
+            ),
+            None => find_bin_dir().ok_or_else(|| anyhow::anyhow!(MISSING_BINARIES))?,
+        };
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
         let data_dir = data_dir
@@ -258,9 +266,13 @@ or under /usr/lib/postgresql/*/bin. `gantry up` runs its own Postgres from them:
 (Debian/Ubuntu: `sudo apt-get install postgresql`; macOS: `brew install postgresql@15`), or point \
 Gantry at an existing database with DATABASE_URL=postgres://user:password@host/db.";
 
+fn has_binaries(dir: &Path) -> bool {
+    dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()
+}
+
 /// PATH first (it may hold a chosen version), then the newest `/usr/lib/postgresql/<v>/bin`.
 fn find_bin_dir() -> Option<PathBuf> {
-    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    let has_both = has_binaries;
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             if has_both(&dir) {
