@@ -123,6 +123,30 @@ where
     Ok(Ok(ok))
 }
 
+/// Forgets records that no longer throttle anyone, so guesses at random e-mails do not pile up.
+pub async fn prune(db: &PgPool) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM login_throttle
+         WHERE last_failure < now() - make_interval(secs => $1)
+           AND (locked_until IS NULL OR locked_until < now())",
+    )
+    .bind(WINDOW.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Runs [`prune`] every few minutes for the life of the server.
+pub async fn prune_periodically(db: PgPool) {
+    let mut every = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        every.tick().await;
+        if let Err(e) = prune(&db).await {
+            tracing::warn!(error = %e, "failed to prune the login throttle");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

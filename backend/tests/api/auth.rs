@@ -330,3 +330,26 @@ async fn sessions_expire_when_idle() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn stale_throttle_records_are_pruned_but_live_ones_kept() {
+    let app = TestApp::spawn().await;
+    sqlx::query(
+        "INSERT INTO login_throttle (email, failures, last_failure, locked_until) VALUES
+         ('old@example.com', 3, now() - interval '1 hour', NULL),
+         ('locked@example.com', 12, now() - interval '1 hour', now() + interval '5 minutes'),
+         ('recent@example.com', 2, now(), NULL)",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let pruned = gantry_backend::auth::throttle::prune(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT email FROM login_throttle ORDER BY email")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, ["locked@example.com", "recent@example.com"]);
+}

@@ -23,7 +23,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     .await?;
     Ok(Json(
         rows.into_iter()
-            .map(TokenRow::to_api)
+            .map(TokenRow::into_api)
             .collect::<ApiResult<_>>()?,
     ))
 }

@@ -24,7 +24,7 @@ struct TokenRow {
 }
 
 impl TokenRow {
-    fn to_api(self) -> ApiResult<ApiToken> {
+    fn into_api(self) -> ApiResult<ApiToken> {
         Ok(ApiToken {
             id: self.id,
             name: self.name,
