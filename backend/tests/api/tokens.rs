@@ -197,3 +197,46 @@ async fn token_creation_validates_its_input() {
     }
     assert_eq!(app.snapshot().await, before);
 }
+
+#[tokio::test]
+async fn a_token_can_revoke_itself_but_not_its_siblings() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice@example.com").await;
+    let deploy = alice.token(&alice.team, "member").await;
+    let leaked = alice.token(&alice.team, "viewer").await;
+    let tokens: Value = alice.get("/api/v1/tokens").await.json().await.unwrap();
+    let id_of = |prefix: &str| {
+        tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| prefix.starts_with(t["prefix"].as_str().unwrap()))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (deploy_id, leaked_id) = (id_of(&deploy), id_of(&leaked));
+    let leaked_client = TokenClient::new(&app, &leaked);
+    let before = app.snapshot().await;
+    let res = leaked_client
+        .send(Method::DELETE, &format!("/api/v1/tokens/{deploy_id}"), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.snapshot().await, before);
+    let apps = format!("/api/v1/teams/{}/apps", alice.team);
+    let deploy_client = TokenClient::new(&app, &deploy);
+    assert_eq!(
+        deploy_client.send(Method::GET, &apps, None).await.status(),
+        StatusCode::OK
+    );
+    // Revoking itself works, and ends it.
+    let res = leaked_client
+        .send(Method::DELETE, &format!("/api/v1/tokens/{leaked_id}"), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        leaked_client.send(Method::GET, &apps, None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

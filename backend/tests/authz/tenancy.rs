@@ -100,8 +100,8 @@ async fn assert_team_invisible(w: &Tenants, caller: &Caller<'_>, team: &str) {
         assert!(!message.contains(CONFIG_SECRET), "{context}: {message}");
     }
     assert_eq!(w.app.snapshot().await, before, "{}", caller.describe());
-    // Alice still sees her team exactly as before.
-    let apps = json_ok(
+    // Alice still reads her app's config, value included.
+    let config = json_ok(
         w.alice
             .get(&format!("/api/v1/teams/{team}/apps/secret-app/config"))
             .await,
@@ -109,7 +109,7 @@ async fn assert_team_invisible(w: &Tenants, caller: &Caller<'_>, team: &str) {
         "alice reads her config",
     )
     .await;
-    assert_eq!(apps["vars"][0]["value"], CONFIG_SECRET);
+    assert_eq!(config["vars"][0]["value"], CONFIG_SECRET);
 }
 
 #[tokio::test]

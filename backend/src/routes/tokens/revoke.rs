@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::Caller;
-use crate::error::{not_found, ApiResult};
+use crate::error::{forbidden, not_found, ApiResult};
 use crate::extract::ApiPath;
 use crate::state::AppState;
 
@@ -15,11 +15,12 @@ pub struct TokenPath {
     id: Uuid,
 }
 
-/// Revoke one of your API tokens; it stops working at once.
+/// Revoke one of your API tokens; it stops working at once. With a token, only that token itself.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
     params(("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Revoked"),
+        (status = 403, description = "A token revoking another token", body = gantry_common::ErrorBody),
         (status = 404, description = "No such token of yours", body = gantry_common::ErrorBody),
     ))]
 pub async fn revoke(
@@ -27,6 +28,13 @@ pub async fn revoke(
     caller: Caller,
     ApiPath(path): ApiPath<TokenPath>,
 ) -> ApiResult<StatusCode> {
+    // A token may revoke itself (e.g. at the end of a CI job) but not its siblings: a leaked
+    // read-only token must not be able to cut off its owner's deploy token.
+    if caller.token().is_some_and(|t| t.id != path.id) {
+        return Err(forbidden(
+            "an API token can revoke only itself; sign in to revoke other tokens",
+        ));
+    }
     let mut tx = state.db.begin().await?;
     let revoked = sqlx::query_as::<_, (Uuid, String)>(
         "UPDATE api_tokens SET revoked_at = now()
