@@ -77,6 +77,7 @@ impl Application {
                 .clone()
                 .continuously_delete_expired(Duration::from_secs(3600)),
         );
+        tokio::spawn(throttle::prune_periodically(db.clone()));
         let idle = time::Duration::try_from(config.session_idle).context("session idle timeout")?;
         let sessions = SessionManagerLayer::new(store)
             .with_name(SESSION_COOKIE)
