@@ -38,6 +38,55 @@ ensure_rust() {
     return 1
 }
 
+# The wasm32 target for the dashboard. First choice: rustup's target. Where it cannot be
+# downloaded, Debian's rustc-web/rust-web-src/lld route (std built from source).
+WASM_ROUTE=
+ensure_wasm_toolchain() {
+    local sysroot
+    sysroot=$(rustc --print sysroot)
+    if ls "$sysroot"/lib/rustlib/wasm32-unknown-unknown/lib/libstd-*.rlib >/dev/null 2>&1; then
+        WASM_ROUTE=rustup; return 0
+    fi
+    if command -v rustup >/dev/null && timeout 300 rustup target add wasm32-unknown-unknown; then
+        WASM_ROUTE=rustup; return 0
+    fi
+    log "rustup's wasm32 target is unavailable: using Debian's rustc-web and building std from source"
+    [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust ] && command -v wasm-ld-22 >/dev/null ||
+        apt_install rustc-web cargo-web rust-web-src lld-22
+    WASM_ROUTE=debian
+}
+
+# `cargo …` for the wasm build, on whichever route ensure_wasm_toolchain chose.
+wasm_cargo() {
+    if [ "$WASM_ROUTE" = debian ]; then
+        RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22 \
+            /usr/bin/cargo "$@" -Zbuild-std=std,panic_abort
+    else
+        cargo "$@"
+    fi
+}
+
+# wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
+ensure_wasm_bindgen() {
+    local want
+    want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print }' Cargo.lock)
+    if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$want" ]; then return 0; fi
+    log "installing wasm-bindgen-cli $want (once; takes a couple of minutes)"
+    cargo install -q wasm-bindgen-cli --version "=$want"
+}
+
+ensure_compressors() {
+    command -v gzip >/dev/null || apt_install gzip
+    command -v brotli >/dev/null || apt_install brotli
+}
+
+# Headless Chromium and its WebDriver, for the dashboard's browser tests.
+ensure_chromium() {
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return 0; fi
+    log "installing Chromium and chromedriver"
+    apt_install chromium chromium-driver
+}
+
 ensure_all() {
     ensure_rust
     ensure_postgres

@@ -8,6 +8,7 @@
 //! - [`authz`]: `TeamAccess`/`AppAccess`, the one gate of every team-scoped route.
 //! - [`audit`]: recording who did what in a team.
 //! - [`crypto`]: sealing config var values at rest.
+//! - [`dashboard`]: server-side rendering of the Leptos dashboard and its embedded assets.
 //! - [`error`], [`extract`]: the API's error type and extractors with readable rejections.
 //! - [`embedded_pg`]: the private Postgres of `gantry up`, `gantry db` and the tests.
 //! - [`cli`]: the `gantry` verbs (`server`, `up`, `db`).
@@ -18,6 +19,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod dashboard;
 pub mod embedded_pg;
 pub mod error;
 pub mod extract;

@@ -26,8 +26,8 @@ use crate::auth::{origin, password, throttle};
 use crate::config::Config;
 use crate::crypto::Sealer;
 use crate::error::{not_found, ApiError};
-use crate::routes;
 use crate::state::{App, AppState};
+use crate::{dashboard, routes};
 
 pub const SESSION_COOKIE: &str = "gantry_session";
 /// Request bodies above this are refused with 413 (config values are at most 32 KiB each).
@@ -89,16 +89,18 @@ impl Application {
             .with_always_save(true);
 
         password::warm_up();
-        let router = routes::api()
+        let api = routes::api()
             .route("/healthz", axum::routing::get(routes::health::healthz))
             .route("/readyz", axum::routing::get(routes::health::readyz))
-            .fallback(|| async { not_found("route") })
+            .with_state(state.clone());
+        let router = api
+            .merge(dashboard::router())
+            .fallback(fallback)
             .layer(middleware::from_fn_with_state(state.clone(), origin::guard))
             .layer(sessions)
             .layer(middleware::from_fn(json_errors))
             .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-            .layer(TraceLayer::new_for_http())
-            .with_state(state);
+            .layer(TraceLayer::new_for_http());
 
         Ok(Self {
             listener,
@@ -130,21 +132,34 @@ impl Application {
     }
 }
 
-/// Gives the few errors produced outside our handlers (e.g. axum's 405) the API's JSON shape.
+/// Unknown API paths get the JSON error; anything else is a browser URL: the dashboard's
+/// "page not found".
+async fn fallback(req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") {
+        not_found("route").into_response()
+    } else {
+        dashboard::not_found_page(req).await
+    }
+}
+
+/// Gives the few errors produced outside our handlers (axum's bare 405, plain-text rejections)
+/// the API's JSON shape. Errors that already have a body of their own kind (JSON, the
+/// dashboard's HTML pages) pass through.
 async fn json_errors(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    let is_json = res
+    let bare = res
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if (status.is_client_error() || status.is_server_error()) && bare {
         let message = match status {
             StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed on this path".to_owned(),
             _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
         };
         let code = match status {
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::NOT_FOUND => "not_found",
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             s if s.is_server_error() => "internal",
             _ => "bad_request",

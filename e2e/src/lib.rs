@@ -2,6 +2,9 @@
 //! over HTTP, as a user or an operator would.
 //!
 //! The binary is `$GANTRY_BIN` (set by `scripts/test`), else `target/debug/gantry`.
+//! [`browser`] adds headless Chromium for the dashboard's journeys.
+
+pub mod browser;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
