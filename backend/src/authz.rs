@@ -129,12 +129,13 @@ pub struct AppRow {
     pub cpu_millis: i32,
     pub memory_mib: i32,
     pub health_check_path: String,
+    pub image: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
 
 pub const APP_COLUMNS: &str =
-    "id, name, port, replicas, cpu_millis, memory_mib, health_check_path, created_at, updated_at";
+    "id, name, port, replicas, cpu_millis, memory_mib, health_check_path, image, created_at, updated_at";
 
 impl AppRow {
     pub fn to_api(&self, team: TeamSlug) -> gantry_common::api::App {
@@ -147,6 +148,7 @@ impl AppRow {
             cpu_millis: self.cpu_millis as u32,
             memory_mib: self.memory_mib as u32,
             health_check_path: self.health_check_path.clone(),
+            image: self.image.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -185,5 +187,24 @@ impl FromRequestParts<AppState> for AppAccess {
             Some(app) => Ok(AppAccess { access, app }),
             None => Err(missing()),
         }
+    }
+}
+
+/// The gate of platform-wide resources (worker nodes, join tokens): a platform admin, signed in
+/// with a session. Team-bound API tokens are refused: a team's token must not reach the cluster.
+pub struct PlatformAdmin(pub Caller);
+
+impl FromRequestParts<AppState> for PlatformAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require_session("administer the cluster's nodes")?;
+        if !caller.user.is_platform_admin {
+            return Err(forbidden(
+                "only a platform admin (the first account of this Gantry) can manage nodes",
+            ));
+        }
+        Ok(PlatformAdmin(caller))
     }
 }

@@ -27,6 +27,8 @@ pub enum Command {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Run a worker node's agent: join a server and run its instances on the local Docker engine.
+    Agent(crate::agent::AgentArgs),
     /// Manage the private Postgres of a data directory (what `gantry up` runs).
     Db {
         #[command(subcommand)]
@@ -79,6 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => serve(Config::from_args(args)?, None).await,
         Command::Up { server, data } => up(server, &data).await,
+        Command::Agent(args) => crate::agent::run(args).await,
         Command::Db { action, data } => {
             let pg = data.postgres()?;
             match action {
@@ -139,6 +142,7 @@ async fn serve(config: Config, data_dir: Option<&Path>) -> anyhow::Result<()> {
         println!("Gantry is up at {url}/");
         println!("  REST API: {url}/api/v1 (OpenAPI: {url}/api/v1/openapi.json)");
         println!("  Data:     {}", dir.display());
+        crate::agent::spawn_local(app.db(), format!("http://{host}:{}", app.port())).await?;
         println!(
             "Sign up first: the first account administers this instance. Ctrl-C stops Gantry."
         );

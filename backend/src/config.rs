@@ -40,6 +40,11 @@ pub struct ServerArgs {
     /// Size of the Postgres connection pool.
     #[arg(long, env = "GANTRY_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+
+    /// A node whose agent has not been heard from for this many seconds is marked down and its
+    /// instances are replaced on other nodes.
+    #[arg(long, env = "GANTRY_NODE_TIMEOUT", default_value_t = 20)]
+    pub node_timeout: u64,
 }
 
 /// The server's configuration once checked.
@@ -53,6 +58,7 @@ pub struct Config {
     pub session_idle: Duration,
     pub session_max_age: Duration,
     pub db_max_connections: u32,
+    pub node_timeout: Duration,
 }
 
 impl Config {
@@ -67,6 +73,12 @@ impl Config {
         if args.session_idle_minutes == 0 || args.session_max_hours == 0 {
             bail!("session lifetimes must be positive");
         }
+        if args.node_timeout < 2 * gantry_common::agent::HEARTBEAT_SECONDS {
+            bail!(
+                "GANTRY_NODE_TIMEOUT must be at least {} seconds (two agent heartbeats)",
+                2 * gantry_common::agent::HEARTBEAT_SECONDS
+            );
+        }
         Ok(Self {
             listen: args.listen,
             database_url: SecretString::from(database_url),
@@ -75,6 +87,7 @@ impl Config {
             session_idle: Duration::from_secs(args.session_idle_minutes * 60),
             session_max_age: Duration::from_secs(args.session_max_hours * 3600),
             db_max_connections: args.db_max_connections.max(2),
+            node_timeout: Duration::from_secs(args.node_timeout),
         })
     }
 }

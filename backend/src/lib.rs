@@ -6,17 +6,22 @@
 //! - [`routes`]: one file per resource action, registered (with OpenAPI) in `routes/mod.rs`.
 //! - [`auth`]: passwords, login throttle, sessions and CSRF, API tokens, the `Caller` extractor.
 //! - [`authz`]: `TeamAccess`/`AppAccess`, the one gate of every team-scoped route.
+//! - [`cluster`]: the embedded cluster's server side: the agent websocket, the hub of connected
+//!   agents, and the reconciler (placement, node failure, drains) over Postgres.
 //! - [`audit`]: recording who did what in a team.
 //! - [`crypto`]: sealing config var values at rest.
 //! - [`dashboard`]: server-side rendering of the Leptos dashboard and its embedded assets.
 //! - [`error`], [`extract`]: the API's error type and extractors with readable rejections.
 //! - [`embedded_pg`]: the private Postgres of `gantry up`, `gantry db` and the tests.
-//! - [`cli`]: the `gantry` verbs (`server`, `up`, `db`).
+//! - [`cli`]: the `gantry` verbs (`server`, `up`, `agent`, `db`); [`agent`]: the agent verb and
+//!   `gantry up`'s in-process local node.
 
+pub mod agent;
 pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod dashboard;

@@ -23,6 +23,7 @@ use tower_sessions::{ExpiredDeletion, Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
 use crate::auth::{origin, password, throttle};
+use crate::cluster::{reconciler, Cluster};
 use crate::config::Config;
 use crate::crypto::Sealer;
 use crate::error::{not_found, ApiError};
@@ -69,7 +70,9 @@ impl Application {
             sealer: Sealer::new(&config.secret_key),
             public_url: public_url.clone(),
             session_max_age: config.session_max_age,
+            cluster: Cluster::new(config.node_timeout),
         }));
+        tokio::spawn(reconciler::run_forever(state.clone()));
 
         let store = PostgresStore::new(db.clone());
         tokio::spawn(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::cluster::Cluster;
 use crate::crypto::Sealer;
 
 #[derive(Clone)]
@@ -27,4 +28,6 @@ pub struct App {
     pub public_url: String,
     /// Sessions end this long after login, however active (the idle limit is the store's).
     pub session_max_age: Duration,
+    /// The embedded cluster: connected agents and the reconciler's wake-up.
+    pub cluster: Cluster,
 }

@@ -173,6 +173,9 @@ pub struct App {
     pub memory_mib: u32,
     /// HTTP path probed to decide whether a replica is ready.
     pub health_check_path: String,
+    /// The image deployed last (`POST …/deploys`); none before the first deploy.
+    #[serde(default)]
+    pub image: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]

@@ -7,13 +7,18 @@
 //!   the rest of the code cannot hold an invalid one.
 //! - [`roles`]: team roles and the one permission table every crate consults.
 //! - [`api`]: REST request and response bodies, shared by the server, the CLI and the dashboard.
+//! - [`cluster`]: REST bodies of the embedded cluster: nodes, join tokens, deploys, scaling,
+//!   instances and their states, and the checked `ImageRef`.
+//! - [`agent`]: the versioned agent protocol (server ↔ node agent) over a websocket.
 //! - [`error`]: the single error body every API error uses.
 
+pub mod agent;
 pub mod api;
+pub mod cluster;
 pub mod error;
 pub mod names;
 pub mod roles;
 
 pub use error::{ErrorBody, ErrorDetail};
-pub use names::{AppName, ConfigKey, Email, Label, NameError, Password, TeamSlug};
+pub use names::{AppName, ConfigKey, Email, Label, NameError, NodeName, Password, TeamSlug};
 pub use roles::{Permission, Role};

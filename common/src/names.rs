@@ -98,10 +98,21 @@ string_newtype!(
     /// A free-text label: a team's display name, an API token's name.
     Label
 );
+string_newtype!(
+    /// A worker node's name (`gantry agent --name`): a DNS label, unique in its cluster.
+    NodeName
+);
 
 impl TeamSlug {
     pub fn parse(s: &str) -> Result<Self, NameError> {
         check_dns_label("team name", s)?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl NodeName {
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        check_dns_label("node name", s)?;
         Ok(Self(s.to_owned()))
     }
 }

@@ -16,15 +16,21 @@ pub struct NewSecret {
 }
 
 pub fn generate() -> NewSecret {
+    generate_with_prefix(PREFIX)
+}
+
+/// A secret of the same shape with another prefix (`gjt_` for node join tokens), so a secret
+/// pasted in the wrong place is recognised as such.
+pub fn generate_with_prefix(prefix: &str) -> NewSecret {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let secret = format!(
-        "{PREFIX}{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     NewSecret {
         hash: hash(&secret),
-        visible_prefix: secret[..VISIBLE_LEN].to_owned(),
+        visible_prefix: secret[..prefix.len() + VISIBLE_LEN - PREFIX.len()].to_owned(),
         secret,
     }
 }
@@ -35,9 +41,13 @@ pub fn hash(secret: &str) -> Vec<u8> {
 
 /// Does this look like one of our tokens? Lets a wrong credential be refused without a query.
 pub fn looks_valid(secret: &str) -> bool {
-    secret.len() == PREFIX.len() + 43
-        && secret.starts_with(PREFIX)
-        && secret[PREFIX.len()..]
+    looks_valid_with_prefix(secret, PREFIX)
+}
+
+pub fn looks_valid_with_prefix(secret: &str, prefix: &str) -> bool {
+    secret.len() == prefix.len() + 43
+        && secret.starts_with(prefix)
+        && secret[prefix.len()..]
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

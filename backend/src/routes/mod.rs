@@ -9,8 +9,10 @@ pub mod auth;
 pub mod config;
 pub mod health;
 pub mod members;
+pub mod nodes;
 pub mod teams;
 pub mod tokens;
+pub mod workloads;
 
 use axum::routing::get;
 use axum::Json;
@@ -32,6 +34,8 @@ use crate::state::AppState;
         (name = "auth", description = "Accounts and sessions"),
         (name = "teams"), (name = "members"), (name = "tokens"), (name = "apps"), (name = "config"),
         (name = "audit"),
+        (name = "workloads", description = "Deploys, scaling and instances"),
+        (name = "nodes", description = "Worker nodes of the embedded cluster (platform admins)"),
     )
 )]
 struct ApiDoc;
@@ -80,9 +84,23 @@ pub fn api() -> axum::Router<AppState> {
             config::update::patch
         ))
         .routes(routes!(audit::list::list))
+        .routes(routes!(workloads::deploy::create))
+        .routes(routes!(workloads::scale::scale))
+        .routes(routes!(workloads::instances::list))
+        .routes(routes!(nodes::list::list))
+        .routes(routes!(nodes::join_tokens::create))
+        .routes(routes!(nodes::maintenance::cordon))
+        .routes(routes!(nodes::maintenance::uncordon))
+        .routes(routes!(nodes::maintenance::drain))
         .split_for_parts();
-    router.route(
-        "/api/v1/openapi.json",
-        get(move || async move { Json(openapi) }),
-    )
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { Json(openapi) }),
+        )
+        // A websocket for `gantry agent`, outside the OpenAPI document (see common::agent).
+        .route(
+            "/api/v1/agent/connect",
+            get(crate::cluster::agent_socket::connect),
+        )
 }

@@ -64,6 +64,7 @@ impl TestApp {
             session_idle: Duration::from_secs(3600),
             session_max_age: Duration::from_secs(24 * 3600),
             db_max_connections: 4,
+            node_timeout: Duration::from_secs(20),
         };
         tweak(&mut config);
         let app = Application::build(config).await.expect("build application");

@@ -1,0 +1,354 @@
+//! `GET /api/v1/agent/connect`: the server's side of the agent websocket.
+//!
+//! The upgrade needs a valid join token (`Authorization: Bearer gjt_…`); the first frame must be
+//! a `hello` in this server's protocol version. Then heartbeats keep the node alive, observed
+//! sets update its instances, and the reconciler pushes desired sets through the [`Hub`].
+//!
+//! [`Hub`]: super::hub::Hub
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use gantry_common::agent::{
+    AgentMessage, ObservedInstance, ServerMessage, HEARTBEAT_SECONDS, PROTOCOL_VERSION,
+};
+use gantry_common::cluster::NodeResources;
+use gantry_common::NodeName;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{hub, EMBEDDED_CLUSTER};
+use crate::auth::tokens;
+use crate::error::{unauthorized, ApiResult};
+use crate::state::AppState;
+
+pub const JOIN_TOKEN_PREFIX: &str = "gjt_";
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_LABELS: usize = 32;
+
+pub async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !tokens::looks_valid_with_prefix(secret, JOIN_TOKEN_PREFIX) {
+        return Err(unauthorized(
+            "agents connect with a join token: `gantry agent --token gjt_…` (create one with POST /api/v1/nodes/join-tokens)",
+        ));
+    }
+    let valid: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM join_tokens WHERE secret_hash = $1 AND revoked_at IS NULL
+                        AND (expires_at IS NULL OR expires_at > now()))",
+    )
+    .bind(tokens::hash(secret))
+    .fetch_one(&state.db)
+    .await?;
+    if !valid {
+        return Err(unauthorized(
+            "this join token is unknown, revoked or expired",
+        ));
+    }
+    Ok(ws.on_upgrade(move |socket| async move {
+        if let Err(e) = serve(state, socket).await {
+            tracing::warn!("agent connection ended: {e:#}");
+        }
+    }))
+}
+
+/// A checked `hello`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hello {
+    pub name: NodeName,
+    pub address: IpAddr,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: NodeResources,
+    pub agent_version: String,
+}
+
+/// Checks an agent's first message; the error is sent back to the agent as its refusal.
+pub fn check_hello(message: AgentMessage) -> Result<Hello, String> {
+    let AgentMessage::Hello {
+        protocol,
+        name,
+        address,
+        labels,
+        capacity,
+        agent_version,
+    } = message
+    else {
+        return Err("the first message must be a hello".into());
+    };
+    if protocol != PROTOCOL_VERSION {
+        return Err(format!(
+            "this server speaks agent protocol {PROTOCOL_VERSION}, the agent speaks {protocol}: \
+             run a `gantry agent` of the server's version ({})",
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    let name = NodeName::parse(&name).map_err(|e| e.to_string())?;
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| format!("node address {address:?} is not an IP address"))?;
+    if labels.len() > MAX_LABELS {
+        return Err(format!("a node has at most {MAX_LABELS} labels"));
+    }
+    for (k, v) in &labels {
+        let key_ok = !k.is_empty()
+            && k.len() <= 63
+            && k.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._/-".contains(c));
+        let value_ok = v.len() <= 63
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !key_ok || !value_ok {
+            return Err(format!(
+                "label {k}={v} is not valid: keys are lowercase letters, digits, '.', '_', '/', '-'; \
+                 values letters, digits, '.', '_', '-'; both at most 63 characters"
+            ));
+        }
+    }
+    if agent_version.len() > 64 {
+        return Err("agent version is too long".into());
+    }
+    Ok(Hello {
+        name,
+        address,
+        labels,
+        capacity,
+        agent_version,
+    })
+}
+
+async fn serve(state: AppState, socket: WebSocket) -> anyhow::Result<()> {
+    let (mut sink, mut stream) = socket.split();
+    let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
+    let hello = match first {
+        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AgentMessage>(text.as_str())
+            .map_err(|e| {
+                format!(
+                    "this server (agent protocol {PROTOCOL_VERSION}) cannot read the agent's hello: {e}"
+                )
+            })
+            .and_then(check_hello),
+        _ => Err("no hello received".to_owned()),
+    };
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(reason) => {
+            tracing::warn!("refused an agent: {reason}");
+            let refusal = serde_json::to_string(&ServerMessage::Refused { reason })?;
+            let _ = sink.send(Message::Text(refusal.into())).await;
+            let _ = sink.close().await;
+            return Ok(());
+        }
+    };
+
+    let node_id: Uuid = sqlx::query_scalar(
+        "INSERT INTO nodes (cluster_id, name, address, labels, cpu_millis, memory_mib, agent_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (cluster_id, name) DO UPDATE SET
+             address = EXCLUDED.address, labels = EXCLUDED.labels,
+             cpu_millis = EXCLUDED.cpu_millis, memory_mib = EXCLUDED.memory_mib,
+             agent_version = EXCLUDED.agent_version, down = false, last_seen_at = now()
+         RETURNING id",
+    )
+    .bind(EMBEDDED_CLUSTER)
+    .bind(hello.name.as_str())
+    .bind(hello.address.to_string())
+    .bind(sqlx::types::Json(&hello.labels))
+    .bind(hello.capacity.cpu_millis as i64)
+    .bind(hello.capacity.memory_mib as i64)
+    .bind(&hello.agent_version)
+    .fetch_one(&state.db)
+    .await?;
+    let span = tracing::info_span!("agent", node.id = %node_id, node.name = %hello.name);
+    let _enter = span.enter();
+    tracing::info!(
+        "node {} ({node_id}) connected from agent {}",
+        hello.name,
+        hello.agent_version
+    );
+
+    let welcome = serde_json::to_string(&ServerMessage::Welcome { node_id })?;
+    sink.send(Message::Text(welcome.into())).await?;
+    let (tx, mut rx) = mpsc::channel(hub::QUEUE);
+    let session = state.cluster.hub.attach(node_id, tx);
+    state.cluster.kick();
+
+    let result = relay(&state, node_id, &mut sink, &mut stream, &mut rx).await;
+    state.cluster.hub.detach(node_id, session);
+    tracing::info!("node {} ({node_id}) disconnected", hello.name);
+    result
+}
+
+async fn relay(
+    state: &AppState,
+    node_id: Uuid,
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    rx: &mut mpsc::Receiver<ServerMessage>,
+) -> anyhow::Result<()> {
+    let mut ping = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECONDS));
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    None | Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Err(e)) => return Err(e.into()),
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(_)) => continue,
+                };
+                match serde_json::from_str::<AgentMessage>(text.as_str()) {
+                    Ok(AgentMessage::Heartbeat) => heartbeat(state, node_id).await?,
+                    Ok(AgentMessage::Observed { generation, instances }) => {
+                        heartbeat(state, node_id).await?;
+                        record_observed(state, node_id, generation, &instances).await?;
+                        state.cluster.kick();
+                    }
+                    Ok(AgentMessage::Hello { .. }) => tracing::warn!("ignored a second hello"),
+                    Err(e) => {
+                        let reason = format!("unreadable message for agent protocol {PROTOCOL_VERSION}: {e}");
+                        let refusal = serde_json::to_string(&ServerMessage::Refused { reason })?;
+                        sink.send(Message::Text(refusal.into())).await?;
+                        return Ok(());
+                    }
+                }
+            }
+            out = rx.recv() => {
+                // A closed queue means a newer connection of this node replaced this one.
+                let Some(message) = out else { return Ok(()) };
+                sink.send(Message::Text(serde_json::to_string(&message)?.into())).await?;
+            }
+            _ = ping.tick() => sink.send(Message::Ping(Vec::new().into())).await?,
+        }
+    }
+}
+
+async fn heartbeat(state: &AppState, node_id: Uuid) -> anyhow::Result<()> {
+    let was_down: Option<bool> = sqlx::query_scalar(
+        "UPDATE nodes n SET last_seen_at = now(), down = false
+         FROM (SELECT id, down FROM nodes WHERE id = $1 FOR UPDATE) old
+         WHERE n.id = old.id RETURNING old.down",
+    )
+    .bind(node_id)
+    .fetch_optional(&state.db)
+    .await?;
+    if was_down == Some(true) {
+        tracing::info!(node.id = %node_id, "node {node_id} is back");
+        state.cluster.kick();
+    }
+    Ok(())
+}
+
+/// Records what the agent reports. Rows the server already decided to stop are deleted once
+/// the agent, having applied a desired set that no longer holds them, stops reporting them.
+async fn record_observed(
+    state: &AppState,
+    node_id: Uuid,
+    generation: u64,
+    instances: &[ObservedInstance],
+) -> anyhow::Result<()> {
+    let mut tx = state.db.begin().await?;
+    for i in instances {
+        sqlx::query(
+            "UPDATE instances SET
+                 state = CASE WHEN desired = 'stop' THEN 'stopping' ELSE $3 END,
+                 reason = $4, host_port = $5, restarts = $6, last_exit_code = $7, started_at = $8,
+                 updated_at = now()
+             WHERE id = $1 AND node_id = $2",
+        )
+        .bind(i.id)
+        .bind(node_id)
+        .bind(i.state.as_str())
+        .bind(i.reason.as_deref())
+        .bind(i.host_port.map(i32::from))
+        .bind(i.restarts as i32)
+        .bind(i.last_exit_code)
+        .bind(i.started_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let reported: Vec<Uuid> = instances.iter().map(|i| i.id).collect();
+    sqlx::query(
+        "DELETE FROM instances
+         WHERE node_id = $1 AND desired = 'stop' AND id <> ALL($2)
+           AND (SELECT generation FROM nodes WHERE id = $1) <= $3",
+    )
+    .bind(node_id)
+    .bind(&reported)
+    .bind(generation as i64)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(protocol: u32, name: &str, address: &str, labels: &[(&str, &str)]) -> AgentMessage {
+        AgentMessage::Hello {
+            protocol,
+            name: name.into(),
+            address: address.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            capacity: NodeResources {
+                cpu_millis: 2000,
+                memory_mib: 4096,
+            },
+            agent_version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn a_good_hello_passes() {
+        let h = check_hello(hello(
+            PROTOCOL_VERSION,
+            "node-1",
+            "127.0.0.1",
+            &[("zone", "a")],
+        ))
+        .unwrap();
+        assert_eq!(h.name.as_str(), "node-1");
+        assert_eq!(h.labels["zone"], "a");
+    }
+
+    #[test]
+    fn an_old_agent_gets_a_clear_refusal() {
+        let err = check_hello(hello(0, "node-1", "127.0.0.1", &[])).unwrap_err();
+        assert!(
+            err.contains("protocol 1") && err.contains("the agent speaks 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_names_addresses_and_labels_are_refused() {
+        assert!(check_hello(hello(PROTOCOL_VERSION, "Node 1", "127.0.0.1", &[])).is_err());
+        assert!(check_hello(hello(PROTOCOL_VERSION, "n1", "localhost; rm -rf /", &[])).is_err());
+        assert!(check_hello(hello(
+            PROTOCOL_VERSION,
+            "n1",
+            "127.0.0.1",
+            &[("zone", "a b")]
+        ))
+        .is_err());
+        assert!(check_hello(hello(PROTOCOL_VERSION, "n1", "127.0.0.1", &[("", "a")])).is_err());
+        assert!(check_hello(AgentMessage::Heartbeat).is_err());
+    }
+}

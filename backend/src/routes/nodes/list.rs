@@ -1,0 +1,27 @@
+use axum::extract::State;
+use axum::Json;
+use gantry_common::cluster::Node;
+
+use super::{NodeRow, NODE_QUERY};
+use crate::authz::PlatformAdmin;
+use crate::cluster::EMBEDDED_CLUSTER;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// The worker nodes, with status, capacity, what is allocated on them and their instance count.
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes",
+    responses(
+        (status = 200, body = Vec<Node>),
+        (status = 403, description = "Not a platform admin, or called with a team's API token", body = gantry_common::ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: PlatformAdmin,
+) -> ApiResult<Json<Vec<Node>>> {
+    let rows: Vec<NodeRow> = sqlx::query_as(NODE_QUERY)
+        .bind(EMBEDDED_CLUSTER)
+        .bind(None::<uuid::Uuid>)
+        .fetch_all(&state.db)
+        .await?;
+    Ok(Json(rows.iter().map(NodeRow::to_api).collect()))
+}

@@ -1,0 +1,90 @@
+//! `/api/v1/nodes`: the embedded cluster's worker nodes, for platform admins.
+
+pub mod join_tokens;
+pub mod list;
+pub mod maintenance;
+
+use std::collections::BTreeMap;
+
+use gantry_common::cluster::{Node, NodeResources, NodeStatus};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::cluster::EMBEDDED_CLUSTER;
+use crate::error::{not_found, ApiResult};
+
+#[derive(sqlx::FromRow)]
+pub struct NodeRow {
+    pub id: Uuid,
+    pub name: String,
+    pub address: String,
+    pub labels: sqlx::types::Json<BTreeMap<String, String>>,
+    pub cpu_millis: i64,
+    pub memory_mib: i64,
+    pub agent_version: String,
+    pub down: bool,
+    pub cordoned: bool,
+    pub draining: bool,
+    pub last_seen_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub allocated_cpu: i64,
+    pub allocated_memory: i64,
+    pub instances: i64,
+}
+
+/// Nodes with what their running instances hold. `$1` is the cluster; `$2` an optional node id.
+pub const NODE_QUERY: &str = "
+    SELECT n.id, n.name, n.address, n.labels, n.cpu_millis, n.memory_mib, n.agent_version,
+           n.down, n.cordoned, n.draining, n.last_seen_at, n.created_at,
+           COALESCE(SUM(i.cpu_millis), 0)::bigint AS allocated_cpu,
+           COALESCE(SUM(i.memory_mib), 0)::bigint AS allocated_memory,
+           COUNT(i.id) AS instances
+    FROM nodes n LEFT JOIN instances i ON i.node_id = n.id AND i.desired = 'run'
+    WHERE n.cluster_id = $1 AND ($2::uuid IS NULL OR n.id = $2)
+    GROUP BY n.id ORDER BY n.name";
+
+impl NodeRow {
+    pub fn to_api(&self) -> Node {
+        Node {
+            id: self.id,
+            name: self.name.clone(),
+            address: self.address.clone(),
+            labels: self.labels.0.clone(),
+            status: NodeStatus::from_flags(self.down, self.cordoned, self.draining),
+            capacity: NodeResources {
+                cpu_millis: self.cpu_millis.max(0) as u64,
+                memory_mib: self.memory_mib.max(0) as u64,
+            },
+            allocated: NodeResources {
+                cpu_millis: self.allocated_cpu.max(0) as u64,
+                memory_mib: self.allocated_memory.max(0) as u64,
+            },
+            instances: self.instances.max(0) as u32,
+            agent_version: self.agent_version.clone(),
+            last_seen_at: self.last_seen_at,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A node by id or by name (people type names; scripts keep ids).
+pub async fn find(db: &mut PgConnection, id_or_name: &str) -> ApiResult<Uuid> {
+    let id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM nodes WHERE cluster_id = $1 AND (id::text = $2 OR name = $2)",
+    )
+    .bind(EMBEDDED_CLUSTER)
+    .bind(id_or_name)
+    .fetch_optional(db)
+    .await?;
+    id.ok_or_else(|| not_found(&format!("node {id_or_name:?}")))
+}
+
+pub async fn fetch(db: &mut PgConnection, id: Uuid) -> ApiResult<Node> {
+    let row: NodeRow = sqlx::query_as(NODE_QUERY)
+        .bind(EMBEDDED_CLUSTER)
+        .bind(Some(id))
+        .fetch_one(db)
+        .await?;
+    Ok(row.to_api())
+}

@@ -1,0 +1,57 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use gantry_common::cluster::{Scale, Workload};
+use gantry_common::Permission;
+use serde_json::json;
+
+use crate::audit;
+use crate::authz::{AppAccess, AppRow, APP_COLUMNS};
+use crate::error::{invalid, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Set how many instances the app runs (0 stops them all). Before the first deploy this only
+/// records the number.
+#[utoipa::path(post, path = "/api/v1/teams/{team}/apps/{app}/scale", tag = "workloads",
+    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    request_body = Scale,
+    responses(
+        (status = 202, description = "Recorded; instances follow", body = Workload),
+        (status = 403, description = "Viewers cannot scale", body = gantry_common::ErrorBody),
+        (status = 404, description = "No such app", body = gantry_common::ErrorBody),
+        (status = 422, description = "Replicas out of range", body = gantry_common::ErrorBody),
+    ))]
+pub async fn scale(
+    State(state): State<AppState>,
+    AppAccess { access, app }: AppAccess,
+    ApiJson(body): ApiJson<Scale>,
+) -> ApiResult<(StatusCode, Json<Workload>)> {
+    access.require(Permission::WriteApps)?;
+    body.validate().map_err(invalid)?;
+    let mut tx = state.db.begin().await?;
+    let row = sqlx::query_as::<_, AppRow>(&format!(
+        "UPDATE apps SET replicas = $3, updated_at = now() WHERE team_id = $1 AND id = $2
+         RETURNING {APP_COLUMNS}"
+    ))
+    .bind(access.team.id)
+    .bind(app.id)
+    .bind(body.replicas as i32)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        audit::Event {
+            team_id: access.team.id,
+            action: "app.scale",
+            target: format!("app:{}", app.name),
+            details: json!({"replicas": body.replicas, "previous": app.replicas}),
+            actor: (&access.caller).into(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(app.id = %app.id, team.slug = %access.team.slug, "app {} scaled to {}", app.name, body.replicas);
+    state.cluster.kick();
+    Ok((StatusCode::ACCEPTED, Json(super::workload(&row))))
+}

@@ -1,0 +1,376 @@
+//! REST bodies of the embedded cluster: worker nodes, join tokens, deploys, scaling and the
+//! instances (replicas) an app runs as. Shared by the server, the CLI and the dashboard.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::api::app_limits::MAX_REPLICAS;
+
+// ---- nodes ----
+
+/// A node's status as the scheduler sees it, most important first: a down node is down whatever
+/// else an admin asked of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// Heartbeating and accepting new instances.
+    Ready,
+    /// Missed its heartbeats for longer than the node timeout; its instances are replaced.
+    Down,
+    /// Keeps its instances but takes no new ones.
+    Cordoned,
+    /// Its instances are being moved elsewhere (replacements first).
+    Draining,
+}
+
+impl NodeStatus {
+    /// Down outranks draining, which outranks cordoned.
+    pub fn from_flags(down: bool, cordoned: bool, draining: bool) -> Self {
+        match (down, draining, cordoned) {
+            (true, _, _) => NodeStatus::Down,
+            (false, true, _) => NodeStatus::Draining,
+            (false, false, true) => NodeStatus::Cordoned,
+            (false, false, false) => NodeStatus::Ready,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Ready => "ready",
+            NodeStatus::Down => "down",
+            NodeStatus::Cordoned => "cordoned",
+            NodeStatus::Draining => "draining",
+        }
+    }
+}
+
+impl fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// CPU in millicores (1000 = one core) and memory in MiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeResources {
+    pub cpu_millis: u64,
+    pub memory_mib: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Node {
+    pub id: Uuid,
+    pub name: String,
+    /// The address the node publishes instance ports on.
+    pub address: String,
+    pub labels: BTreeMap<String, String>,
+    pub status: NodeStatus,
+    pub capacity: NodeResources,
+    /// Resources promised to the instances placed on it.
+    pub allocated: NodeResources,
+    pub instances: u32,
+    pub agent_version: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateJoinToken {
+    /// How long agents can use the token to connect, in seconds; absent means until revoked.
+    /// Agents present it on every (re)connect, so an expired token also keeps joined nodes out.
+    pub ttl_seconds: Option<u32>,
+}
+
+pub const JOIN_TOKEN_MAX_TTL_SECONDS: u32 = 10 * 365 * 24 * 3600;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedJoinToken {
+    pub id: Uuid,
+    /// Give it to `gantry agent --token`. Shown once; stored only as a hash.
+    pub token: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+// ---- deploys and scaling ----
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeploy {
+    /// An image reference the nodes' Docker engines can reach or already have, e.g. `hello:1`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "gantry-hello:latest"))]
+    pub image: ImageRef,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    pub replicas: u32,
+}
+
+impl Scale {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.replicas > MAX_REPLICAS {
+            return Err(format!("replicas must be between 0 and {MAX_REPLICAS}"));
+        }
+        Ok(())
+    }
+}
+
+/// What an app is asked to run after a deploy or a scale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Workload {
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub image: Option<ImageRef>,
+    pub replicas: u32,
+}
+
+// ---- instances ----
+
+/// The life of one instance, as `kubectl get pods` shows a pod's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Not placed on a node yet; `reason` says why.
+    Pending,
+    /// Placed; the agent is pulling the image or creating the container.
+    Creating,
+    /// The container runs; its health check has not passed (yet).
+    Running,
+    /// The container runs and its health check passes.
+    Ready,
+    /// The container keeps exiting; it is restarted with exponential backoff.
+    CrashLoop,
+    /// The image could not be found or pulled; retried with backoff. `reason` has the engine's message.
+    ImagePullError,
+    /// Being stopped and removed.
+    Stopping,
+    /// Stopped (its container exited and is not restarted).
+    Stopped,
+    /// Its node is down; a replacement is placed elsewhere.
+    Lost,
+}
+
+impl InstanceState {
+    pub const ALL: [InstanceState; 9] = [
+        InstanceState::Pending,
+        InstanceState::Creating,
+        InstanceState::Running,
+        InstanceState::Ready,
+        InstanceState::CrashLoop,
+        InstanceState::ImagePullError,
+        InstanceState::Stopping,
+        InstanceState::Stopped,
+        InstanceState::Lost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Creating => "creating",
+            InstanceState::Running => "running",
+            InstanceState::Ready => "ready",
+            InstanceState::CrashLoop => "crash_loop",
+            InstanceState::ImagePullError => "image_pull_error",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Lost => "lost",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Instance {
+    pub id: Uuid,
+    pub state: InstanceState,
+    /// Why it is pending, or the engine's message for an image or crash error.
+    pub reason: Option<String>,
+    pub image: String,
+    pub node: Option<String>,
+    /// Where it answers: `address:port` on its node.
+    pub endpoint: Option<String>,
+    pub restarts: u32,
+    pub last_exit_code: Option<i64>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+// ---- image references ----
+
+/// A Docker image reference (`name[:tag][@digest]`, optionally with a registry host), checked
+/// to the grammar Docker accepts so a bad one is a 400 and never reaches an engine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ImageRef(String);
+
+impl ImageRef {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| Err(format!("image {s:?} is not a valid image reference: {why}"));
+        if s.is_empty() {
+            return Err("image must not be empty".into());
+        }
+        if s.len() > Self::MAX_LEN {
+            return bad("it is longer than 255 characters");
+        }
+        let (rest, digest) = match s.split_once('@') {
+            Some((rest, digest)) => (rest, Some(digest)),
+            None => (s, None),
+        };
+        if let Some(digest) = digest {
+            let valid = digest.split_once(':').is_some_and(|(algo, hex)| {
+                !algo.is_empty()
+                    && algo.chars().all(|c| c.is_ascii_alphanumeric())
+                    && hex.len() >= 32
+                    && hex.chars().all(|c| c.is_ascii_hexdigit())
+            });
+            if !valid {
+                return bad("the digest must look like sha256:<hex>");
+            }
+        }
+        // A tag follows the last ':' after the last '/' (a ':' before it is a registry port).
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+            None => (rest, None),
+        };
+        if let Some(tag) = tag {
+            let valid = !tag.is_empty()
+                && tag.len() <= 128
+                && !tag.starts_with(['.', '-'])
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if !valid {
+                return bad("a tag is up to 128 letters, digits, '_', '.' or '-'");
+            }
+        }
+        let mut components = name.split('/').peekable();
+        let first = components.peek().copied().unwrap_or_default();
+        let has_registry =
+            name.contains('/') && (first.contains(['.', ':']) || first == "localhost");
+        if has_registry {
+            let host = components.next().unwrap_or_default();
+            let valid = host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+                && !host.starts_with(['.', '-', ':']);
+            if !valid {
+                return bad("the registry host is not a host name or host:port");
+            }
+        }
+        for component in components {
+            let valid = !component.is_empty()
+                && component.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && component.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && component.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+                });
+            if !valid {
+                return bad("path components are lowercase letters, digits, '.', '_' or '-'");
+            }
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ImageRef {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ImageRef> for String {
+    fn from(image: ImageRef) -> String {
+        image.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_refs_docker_accepts_parse() {
+        for ok in [
+            "hello",
+            "gantry-hello:latest",
+            "library/nginx:1.27",
+            "127.0.0.1:5000/acme/web:v1",
+            "localhost/app",
+            "ghcr.io/owner/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "registry.example.com:443/a/b/c:1.0-rc_1",
+        ] {
+            assert!(ImageRef::parse(ok).is_ok(), "{ok} should parse");
+        }
+    }
+
+    #[test]
+    fn bad_image_refs_are_refused_with_a_reason() {
+        for bad in [
+            "",
+            "Hello",
+            "hello:",
+            "hello:-x",
+            "a//b",
+            "hello world",
+            "hello;rm -rf /",
+            "$(id)",
+            "app@sha256:xyz",
+            "-app",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(ImageRef::parse(&"a".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn instance_states_round_trip_through_their_names() {
+        for state in InstanceState::ALL {
+            assert_eq!(InstanceState::parse(state.as_str()), Some(state));
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! The embedded cluster end to end: a `gantry server` and three `gantry agent` processes (distinct
+//! names and zones) on the real Docker engine, running the `gantry-hello` image
+//! (`scripts/build-hello-image`). Spread, scale, a killed node, a restarted node, a drain, a
+//! server killed mid-scale, and an image that cannot be pulled.
+//!
+//! Everything the test creates carries its run's unique team and node names, and a guard removes
+//! those containers and the team network even when an assertion fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use gantry_e2e::{data_dir, free_port, gantry, wait_for_status, Running, StopPostgresOnDrop};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+const IMAGE: &str = "gantry-hello:latest";
+/// Short, so a dead node is noticed quickly (the default is 20 s).
+const NODE_TIMEOUT: &str = "6";
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .context("failed to run the docker CLI")?;
+    if !out.status.success() {
+        bail!(
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Container ids with this label (`key=value`), running or not.
+fn containers(label: &str) -> Vec<String> {
+    docker(&["ps", "-aq", "--filter", &format!("label={label}")])
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Removes every container and network of the test's team, whatever happened.
+struct DockerCleanup {
+    team: String,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let ids = containers(&format!("gantry.team={}", self.team));
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+        let networks = docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=gantry.team={}", self.team),
+        ]);
+        for network in networks.unwrap_or_default().lines() {
+            let _ = docker(&["network", "rm", network]);
+        }
+    }
+}
+
+struct Server {
+    process: Running,
+}
+
+async fn start_server(db_url: &str, port: u16) -> anyhow::Result<Server> {
+    let mut cmd = gantry();
+    cmd.arg("server")
+        .env("DATABASE_URL", db_url)
+        .env("GANTRY_SECRET_KEY", "1".repeat(64))
+        .env("GANTRY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GANTRY_NODE_TIMEOUT", NODE_TIMEOUT);
+    let mut process = Running::spawn(cmd)?;
+    process
+        .wait_for_line("listening on", Duration::from_secs(60))
+        .await?;
+    wait_for_status(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        200,
+        Duration::from_secs(10),
+    )
+    .await?;
+    Ok(Server { process })
+}
+
+fn start_agent(base: &str, token: &str, name: &str, zone: &str) -> anyhow::Result<Running> {
+    let mut cmd = gantry();
+    cmd.arg("agent")
+        .args(["--server", base, "--name", name, "--labels"])
+        .arg(format!("zone={zone}"))
+        .env("GANTRY_JOIN_TOKEN", token)
+        .env("GANTRY_LOG", "info");
+    if let Some(host) = std::env::var_os("DOCKER_HOST") {
+        cmd.env("DOCKER_HOST", host);
+    }
+    Running::spawn(cmd)
+}
+
+fn kill9(process: &Running) -> anyhow::Result<()> {
+    let pid = process.child.id().context("process already gone")?;
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL)?;
+    Ok(())
+}
+
+/// A platform admin's session (the first account of the instance).
+struct Admin {
+    http: reqwest::Client,
+    base: String,
+    csrf: String,
+    team: String,
+}
+
+impl Admin {
+    async fn sign_up(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().cookie_store(true).build()?;
+        let res = http
+            .post(format!("{base}/api/v1/auth/signup"))
+            .json(&json!({"email": format!("ops-{}@example.com", std::process::id()), "password": "correct horse battery"}))
+            .send()
+            .await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("sign-up failed: {status} {body}");
+        }
+        let csrf = body["csrf_token"]
+            .as_str()
+            .context("csrf token")?
+            .to_owned();
+        let teams: Value = http
+            .get(format!("{base}/api/v1/teams"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let team = teams[0]["team"]["slug"]
+            .as_str()
+            .or_else(|| teams[0]["slug"].as_str())
+            .with_context(|| format!("team slug in {teams}"))?
+            .to_owned();
+        Ok(Self {
+            http,
+            base: base.to_owned(),
+            csrf,
+            team,
+        })
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let res = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("POST {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    async fn instances(&self, app: &str) -> anyhow::Result<Vec<Value>> {
+        let v = self
+            .get(&format!("/api/v1/teams/{}/apps/{app}/instances", self.team))
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    async fn nodes(&self) -> anyhow::Result<Vec<Value>> {
+        Ok(self
+            .get("/api/v1/nodes")
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn scale(&self, app: &str, replicas: u32) -> anyhow::Result<()> {
+        self.post(
+            &format!("/api/v1/teams/{}/apps/{app}/scale", self.team),
+            json!({"replicas": replicas}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Waits until `check` holds for the app's instances; the error shows the last listing.
+    async fn wait_instances(
+        &self,
+        app: &str,
+        what: &str,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> anyhow::Result<Vec<Value>> {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            // The server may be restarting: a failed listing is just another try.
+            if let Ok(list) = self.instances(app).await {
+                if check(&list) {
+                    return Ok(list);
+                }
+                if Instant::now() > deadline {
+                    bail!("{what}: not reached within {CONVERGE:?}; instances: {list:#?}");
+                }
+            } else if Instant::now() > deadline {
+                bail!("{what}: the server did not answer within {CONVERGE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+fn state(i: &Value) -> &str {
+    i["state"].as_str().unwrap_or_default()
+}
+
+fn node(i: &Value) -> &str {
+    i["node"].as_str().unwrap_or_default()
+}
+
+fn ready(list: &[Value]) -> Vec<&Value> {
+    list.iter().filter(|i| state(i) == "ready").collect()
+}
+
+/// Exactly `n` instances, all ready (nothing left stopping, pending or lost).
+fn exactly_ready(n: usize) -> impl Fn(&[Value]) -> bool {
+    move |list| list.len() == n && ready(list).len() == n
+}
+
+#[tokio::test]
+async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> anyhow::Result<()> {
+    docker(&["image", "inspect", IMAGE]).context(
+        "the demo image is missing: run scripts/build-hello-image (scripts/test does) with Docker running",
+    )?;
+    let run = format!(
+        "{:x}",
+        std::process::id() ^ (Instant::now().elapsed().as_nanos() as u32)
+    );
+    let dir = data_dir();
+    let _postgres = StopPostgresOnDrop(dir.path().to_path_buf());
+    let out = gantry()
+        .args(["db", "start", "--ephemeral", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!(
+            "gantry db start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db_url = String::from_utf8(out.stdout)?.trim().to_owned();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start_server(&db_url, port).await?;
+
+    let admin = Admin::sign_up(&base).await?;
+    let _cleanup = DockerCleanup {
+        team: admin.team.clone(),
+    };
+    let token = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
+    let token = token["token"].as_str().context("join token")?.to_owned();
+
+    let names: Vec<String> = (1..=3).map(|n| format!("e2e-{run}-n{n}")).collect();
+    let mut agents = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        agents.push(start_agent(&base, &token, name, &format!("z{n}"))?);
+    }
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let nodes = admin.nodes().await?;
+        let ready_nodes = nodes.iter().filter(|n| n["status"] == "ready").count();
+        if ready_nodes == 3 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("3 nodes never became ready: {nodes:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Deploy 3 replicas: one per node, each answering on its published port.
+    admin
+        .post(
+            &format!("/api/v1/teams/{}/apps", admin.team),
+            json!({"name": "hello", "port": 8888, "replicas": 3, "cpu_millis": 100,
+                   "memory_mib": 32, "health_check_path": "/healthz"}),
+        )
+        .await?;
+    admin
+        .post(
+            &format!("/api/v1/teams/{}/apps/hello/deploys", admin.team),
+            json!({"image": IMAGE}),
+        )
+        .await?;
+    let list = admin
+        .wait_instances("hello", "3 ready replicas", exactly_ready(3))
+        .await?;
+    let spread: BTreeSet<&str> = list.iter().map(node).collect();
+    assert_eq!(
+        spread.len(),
+        3,
+        "replicas should spread over the 3 nodes: {list:#?}"
+    );
+    for i in &list {
+        let endpoint = i["endpoint"].as_str().context("endpoint")?;
+        assert!(
+            endpoint.starts_with("127.0.0.1:"),
+            "published on loopback: {endpoint}"
+        );
+        let body = reqwest::get(format!("http://{endpoint}/"))
+            .await?
+            .text()
+            .await?;
+        assert!(body.contains("Hello, 世界"), "{endpoint} answered {body:?}");
+    }
+
+    // Scale to 5, then to 1: the containers follow.
+    admin.scale("hello", 5).await?;
+    admin
+        .wait_instances("hello", "5 ready replicas", exactly_ready(5))
+        .await?;
+    admin.scale("hello", 1).await?;
+    admin
+        .wait_instances("hello", "1 ready replica", exactly_ready(1))
+        .await?;
+    wait_for_containers(&admin.team, 1).await?;
+    admin.scale("hello", 3).await?;
+    admin
+        .wait_instances("hello", "3 ready replicas again", exactly_ready(3))
+        .await?;
+
+    // kill -9 the first node's agent and its containers: replaced on the others within 60 s.
+    let victim = &names[0];
+    kill9(&agents[0])?;
+    let victims = containers(&format!("gantry.node={victim}"));
+    if !victims.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(victims.iter().map(String::as_str));
+        docker(&args)?;
+    }
+    let list = admin
+        .wait_instances("hello", "replacements on the surviving nodes", |list| {
+            let serving: Vec<_> = ready(list)
+                .into_iter()
+                .filter(|i| node(i) != victim)
+                .collect();
+            serving.len() == 3
+        })
+        .await?;
+    assert!(
+        list.iter().any(|i| node(i) == victim && state(i) == "lost"),
+        "the dead node's instance shows as lost: {list:#?}"
+    );
+    let nodes = admin.nodes().await?;
+    let dead = nodes
+        .iter()
+        .find(|n| n["name"] == victim.as_str())
+        .context("victim node")?;
+    assert_eq!(dead["status"], "down");
+
+    // The node comes back: the lost instance is cleaned up, nothing is duplicated.
+    agents[0] = start_agent(&base, &token, victim, "z0")?;
+    admin
+        .wait_instances(
+            "hello",
+            "lost instances gone after the node returned",
+            exactly_ready(3),
+        )
+        .await?;
+    wait_for_containers(&admin.team, 3).await?;
+
+    // Drain the second node: its instances move, none is left on it.
+    let drained = &names[1];
+    admin
+        .post(&format!("/api/v1/nodes/{drained}/drain"), json!({}))
+        .await?;
+    let list = admin
+        .wait_instances("hello", "drained node emptied", |list| {
+            exactly_ready(3)(list) && list.iter().all(|i| node(i) != drained)
+        })
+        .await?;
+    assert!(list.iter().all(|i| node(i) != drained));
+    wait_for_containers_on(drained, 0).await?;
+
+    // kill -9 the server in the middle of a scale; after a restart exactly 5 run.
+    admin.scale("hello", 5).await?;
+    kill9(&server.process)?;
+    let _ = server.process.child.wait().await;
+    server = start_server(&db_url, port).await?;
+    admin
+        .wait_instances(
+            "hello",
+            "5 replicas after the server restart",
+            exactly_ready(5),
+        )
+        .await?;
+    wait_for_containers(&admin.team, 5).await?;
+
+    // An image nobody can pull is an instance state with the engine's message, not a crash.
+    admin
+        .post(
+            &format!("/api/v1/teams/{}/apps", admin.team),
+            json!({"name": "broken", "port": 8888, "replicas": 1, "cpu_millis": 100,
+                   "memory_mib": 32}),
+        )
+        .await?;
+    // A registry on a closed loopback port: the pull fails without leaving the machine.
+    admin
+        .post(
+            &format!("/api/v1/teams/{}/apps/broken/deploys", admin.team),
+            json!({"image": "127.0.0.1:1/nope/missing:1"}),
+        )
+        .await?;
+    let list = admin
+        .wait_instances("broken", "image_pull_error", |list| {
+            list.iter().any(|i| state(i) == "image_pull_error")
+        })
+        .await?;
+    let reason = list[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        !reason.is_empty(),
+        "the engine's message is shown: {list:#?}"
+    );
+
+    let nodes: BTreeMap<String, Value> = admin
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n["name"].as_str().unwrap_or_default().to_owned(), n))
+        .collect();
+    assert_eq!(nodes[drained]["status"], "draining");
+    assert_eq!(nodes[drained]["instances"], 0);
+
+    for agent in &agents {
+        let _ = kill9(agent);
+    }
+    let _ = server.process.terminate(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn wait_for_containers(team: &str, n: usize) -> anyhow::Result<()> {
+    wait_for_count(&format!("gantry.team={team}"), n, "containers of the team").await
+}
+
+async fn wait_for_containers_on(node: &str, n: usize) -> anyhow::Result<()> {
+    wait_for_count(&format!("gantry.node={node}"), n, "containers on the node").await
+}
+
+/// Counts running-or-not containers of the `hello` app with this label.
+async fn wait_for_count(label: &str, n: usize, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let ids = containers(label);
+        let hello: Vec<_> = ids
+            .iter()
+            .filter(|id| {
+                docker(&[
+                    "inspect",
+                    "-f",
+                    "{{index .Config.Labels \"gantry.app\"}}",
+                    id,
+                ])
+                .map(|app| app.trim() == "hello")
+                .unwrap_or(false)
+            })
+            .collect();
+        if hello.len() == n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} ({label}): {} instead of {n}", hello.len());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

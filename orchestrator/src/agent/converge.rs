@@ -1,0 +1,404 @@
+//! One convergence pass: list this node's containers, run [`plan`](super::plan::plan), make the
+//! engine calls, probe health, and report every desired instance's state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_common::agent::{DesiredInstance, ObservedInstance};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::plan::{self, create_backoff, CreateError, Step, Tracked};
+use crate::runtime::{labels, ContainerInfo, ContainerRuntime, ContainerSpec, RuntimeError};
+
+/// How long a stopping container gets between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const PIDS_LIMIT: i64 = 512;
+
+/// The name of a team's own Docker network on a node. It carries the node's name so that agents
+/// sharing one engine (tests, benchmarks) never race to create the same network.
+pub fn team_network(team: &str, node: &str) -> String {
+    format!("gantry-team-{team}-on-{node}")
+}
+
+pub fn container_name(instance: Uuid) -> String {
+    format!("gantry-{instance}")
+}
+
+pub struct Converger<R> {
+    runtime: Arc<R>,
+    node: String,
+    /// Where ports are published and probed.
+    address: String,
+    /// The last desired set from the server; `None` until the first one arrives, and until then
+    /// nothing is created or removed (a restarted agent keeps its containers running).
+    desired: Option<(u64, Vec<DesiredInstance>)>,
+    tracked: HashMap<Uuid, Tracked>,
+    http: reqwest::Client,
+}
+
+impl<R: ContainerRuntime> Converger<R> {
+    pub fn new(runtime: Arc<R>, node: String, address: String) -> Self {
+        Self {
+            runtime,
+            node,
+            address,
+            desired: None,
+            tracked: HashMap::new(),
+            http: reqwest::Client::builder()
+                .timeout(PROBE_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a reqwest client with only a timeout builds"),
+        }
+    }
+
+    pub fn set_desired(&mut self, generation: u64, instances: Vec<DesiredInstance>) {
+        self.tracked
+            .retain(|id, _| instances.iter().any(|d| d.id == *id));
+        for d in &instances {
+            self.tracked.entry(d.id).or_default();
+        }
+        self.desired = Some((generation, instances));
+    }
+
+    /// The generation last applied, if any.
+    pub fn generation(&self) -> Option<u64> {
+        self.desired.as_ref().map(|(g, _)| *g)
+    }
+
+    /// One pass. Engine errors are logged and retried next pass; they never end the agent.
+    ///
+    /// # Guarantees
+    /// Touches only containers labelled `gantry.node=<this node>`.
+    pub async fn pass(&mut self) -> Result<Vec<ObservedInstance>, RuntimeError> {
+        let now = Instant::now();
+        let containers = self.runtime.list(labels::NODE, &self.node).await?;
+        let Some((_, desired)) = self.desired.clone() else {
+            return Ok(Vec::new());
+        };
+        plan::observe_exits(&containers, &mut self.tracked, now);
+        let steps = plan::plan(&desired, &containers, &self.tracked, now);
+        let changed = !steps.is_empty();
+        for step in steps {
+            self.execute(step, &desired).await;
+        }
+        let containers = if changed {
+            self.runtime.list(labels::NODE, &self.node).await?
+        } else {
+            containers
+        };
+        let by_instance: HashMap<Uuid, &ContainerInfo> = containers
+            .iter()
+            .filter_map(|c| plan::instance_of(c).map(|id| (id, c)))
+            .collect();
+        self.probe(&desired, &by_instance).await;
+
+        let now = Instant::now();
+        Ok(desired
+            .iter()
+            .map(|d| {
+                let container = by_instance.get(&d.id).copied();
+                let tracked = self.tracked.get(&d.id).cloned().unwrap_or_default();
+                let (state, reason) = plan::observed_state(container, &tracked, now);
+                ObservedInstance {
+                    id: d.id,
+                    state,
+                    reason,
+                    host_port: container.and_then(|c| c.host_port),
+                    restarts: tracked.restarts,
+                    last_exit_code: tracked.last_exit_code,
+                    started_at: container.and_then(|c| c.started_at),
+                }
+            })
+            .collect())
+    }
+
+    async fn execute(&mut self, step: Step, desired: &[DesiredInstance]) {
+        let spec_of = |id: Uuid| desired.iter().find(|d| d.id == id);
+        match step {
+            Step::Remove { container } => {
+                tracing::info!(container.id = %container, "removing container {container}");
+                if let Err(e) = self.runtime.remove(&container, STOP_GRACE).await {
+                    tracing::warn!(container.id = %container, "failed to remove container {container}: {e}");
+                }
+            }
+            Step::Create { instance } => {
+                if let Some(d) = spec_of(instance) {
+                    self.create(d).await;
+                }
+            }
+            Step::Start {
+                instance,
+                container,
+            } => {
+                let result = self.runtime.start(&container).await;
+                self.record_create(instance, result.map(|()| container));
+            }
+            Step::Restart {
+                instance,
+                container,
+            } => {
+                tracing::info!(instance.id = %instance, "restarting instance {instance}");
+                let result = self.runtime.start(&container).await;
+                let t = self.tracked.entry(instance).or_default();
+                t.restarts += 1;
+                match result {
+                    Ok(()) => {
+                        t.retry_at = None;
+                        t.running_since = Some(Instant::now());
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance.id = %instance, "failed to restart instance {instance}: {e}");
+                        t.retry_at = Some(Instant::now() + plan::crash_backoff(t.crash_streak));
+                    }
+                }
+            }
+            Step::Replace {
+                instance,
+                container,
+            } => {
+                tracing::warn!(instance.id = %instance, "instance {instance} failed its liveness checks; replacing its container");
+                if let Err(e) = self.runtime.remove(&container, STOP_GRACE).await {
+                    tracing::warn!(instance.id = %instance, "failed to remove container {container}: {e}");
+                    return;
+                }
+                let t = self.tracked.entry(instance).or_default();
+                t.restarts += 1;
+                t.ready = false;
+                t.ever_ready = false;
+                t.probe_failures = 0;
+                if let Some(d) = spec_of(instance) {
+                    self.create(d).await;
+                }
+            }
+        }
+    }
+
+    async fn create(&mut self, d: &DesiredInstance) {
+        let result = self.try_create(d).await;
+        self.record_create(d.id, result);
+    }
+
+    /// Remembers how a create (or first start) went: success clears the error, failure sets
+    /// the error the user sees and the backoff before the next try.
+    fn record_create(&mut self, id: Uuid, result: Result<String, RuntimeError>) {
+        let t = self.tracked.entry(id).or_default();
+        match result {
+            Ok(container) => {
+                tracing::info!(instance.id = %id, container.id = %container, "instance {id} started");
+                t.create_failures = 0;
+                t.error = None;
+                t.retry_at = None;
+                t.running_since = Some(Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!(instance.id = %id, "failed to create instance {id}: {e}");
+                t.create_failures += 1;
+                t.retry_at = Some(Instant::now() + create_backoff(t.create_failures));
+                t.error = Some(match e {
+                    RuntimeError::ImagePull(m) => CreateError::ImagePull(m),
+                    RuntimeError::Engine(m) => CreateError::Engine(m),
+                });
+            }
+        }
+    }
+
+    async fn try_create(&self, d: &DesiredInstance) -> Result<String, RuntimeError> {
+        self.runtime.ensure_image(&d.image).await?;
+        let network = team_network(&d.team, &self.node);
+        let common_labels = BTreeMap::from([
+            (labels::MANAGED.to_owned(), "true".to_owned()),
+            (labels::TEAM.to_owned(), d.team.clone()),
+            (labels::NODE.to_owned(), self.node.clone()),
+        ]);
+        let network_id = self
+            .runtime
+            .ensure_network(&network, &common_labels)
+            .await?;
+        let mut container_labels = common_labels;
+        container_labels.insert(labels::APP.into(), d.app.clone());
+        container_labels.insert(labels::INSTANCE.into(), d.id.to_string());
+        self.runtime
+            .run(&ContainerSpec {
+                name: container_name(d.id),
+                image: d.image.clone(),
+                labels: container_labels,
+                port: d.port,
+                host_ip: self.address.clone(),
+                network: network_id,
+                cpu_millis: d.cpu_millis,
+                memory_mib: d.memory_mib,
+                pids_limit: PIDS_LIMIT,
+            })
+            .await
+    }
+
+    /// Probes every running instance's health path, concurrently.
+    async fn probe(
+        &mut self,
+        desired: &[DesiredInstance],
+        by_instance: &HashMap<Uuid, &ContainerInfo>,
+    ) {
+        let probes = desired.iter().filter_map(|d| {
+            let port = by_instance.get(&d.id)?.host_port?;
+            let url = format!("http://{}:{port}{}", self.address, d.health_check_path);
+            let http = self.http.clone();
+            Some(async move {
+                let ok = match http.get(&url).send().await {
+                    Ok(res) => res.status().is_success() || res.status().is_redirection(),
+                    Err(_) => false,
+                };
+                (d.id, ok)
+            })
+        });
+        let results = futures_util::future::join_all(probes).await;
+        for (id, ok) in results {
+            let t = self.tracked.entry(id).or_default();
+            t.ready = ok;
+            if ok {
+                t.ever_ready = true;
+                t.probe_failures = 0;
+            } else {
+                t.probe_failures += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::fake::{count, Call, FakeRuntime};
+
+    fn desired(n: u128, image: &str) -> DesiredInstance {
+        DesiredInstance {
+            id: Uuid::from_u128(n),
+            team: "acme".into(),
+            app: "web".into(),
+            image: image.into(),
+            port: 8888,
+            cpu_millis: 100,
+            memory_mib: 64,
+            health_check_path: "/healthz".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_touched_before_the_first_desired_set() {
+        let fake = Arc::new(FakeRuntime::new());
+        let mut other = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
+        other.set_desired(1, vec![desired(1, "hello:1")]);
+        other.pass().await.unwrap();
+        fake.take_calls();
+
+        // A restarted agent: same node, no desired set yet.
+        let mut restarted = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
+        assert_eq!(restarted.pass().await.unwrap(), vec![]);
+        assert_eq!(fake.take_calls(), vec![]);
+        assert_eq!(fake.containers().len(), 1);
+
+        // Once told the same set, it keeps the running container.
+        restarted.set_desired(2, vec![desired(1, "hello:1")]);
+        restarted.pass().await.unwrap();
+        assert_eq!(count(&fake.take_calls()).get("run"), None);
+    }
+
+    #[tokio::test]
+    async fn scale_up_then_down_creates_then_removes() {
+        let fake = Arc::new(FakeRuntime::new());
+        let mut agent = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
+        agent.set_desired(1, (1..=3).map(|n| desired(n, "hello:1")).collect());
+        let observed = agent.pass().await.unwrap();
+        assert_eq!(observed.len(), 3);
+        assert_eq!(count(&fake.take_calls())["run"], 3);
+
+        agent.set_desired(2, vec![desired(2, "hello:1")]);
+        agent.pass().await.unwrap();
+        let calls = fake.take_calls();
+        assert_eq!(count(&calls)["remove"], 2);
+        assert_eq!(count(&calls).get("run"), None);
+        let left: Vec<_> = fake
+            .containers()
+            .iter()
+            .filter_map(plan::instance_of)
+            .collect();
+        assert_eq!(left, vec![Uuid::from_u128(2)]);
+    }
+
+    #[tokio::test]
+    async fn containers_of_other_nodes_are_never_touched() {
+        let fake = Arc::new(FakeRuntime::new());
+        let mut n2 = Converger::new(fake.clone(), "n2".into(), "127.0.0.1".into());
+        n2.set_desired(1, vec![desired(7, "hello:1")]);
+        n2.pass().await.unwrap();
+        fake.take_calls();
+
+        let mut n1 = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
+        n1.set_desired(1, vec![]);
+        n1.pass().await.unwrap();
+        assert_eq!(fake.take_calls(), vec![]);
+        assert_eq!(fake.containers().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_image_is_an_instance_state_not_a_crash() {
+        let fake = Arc::new(FakeRuntime::new());
+        fake.fail_pulls_of("nope:1");
+        let mut agent = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
+        agent.set_desired(1, vec![desired(1, "nope:1")]);
+        let observed = agent.pass().await.unwrap();
+        assert_eq!(
+            observed[0].state,
+            gantry_common::cluster::InstanceState::ImagePullError
+        );
+        assert!(observed[0].reason.as_deref().unwrap().contains("nope:1"));
+        // Within the backoff nothing is retried.
+        agent.pass().await.unwrap();
+        let calls = fake.take_calls();
+        assert_eq!(calls, vec![Call::EnsureImage("nope:1".into())]);
+    }
+
+    #[tokio::test]
+    async fn the_container_carries_the_labels_and_the_team_network() {
+        let fake = Arc::new(FakeRuntime::new());
+        let mut agent = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
+        agent.set_desired(1, vec![desired(1, "hello:1")]);
+        agent.pass().await.unwrap();
+        assert!(fake
+            .take_calls()
+            .contains(&Call::EnsureNetwork("gantry-team-acme".into())));
+        let c = &fake.containers()[0];
+        assert_eq!(c.name, container_name(Uuid::from_u128(1)));
+        for (k, v) in [
+            (labels::TEAM, "acme"),
+            (labels::APP, "web"),
+            (labels::NODE, "n1"),
+            (labels::MANAGED, "true"),
+        ] {
+            assert_eq!(c.labels.get(k).map(String::as_str), Some(v), "label {k}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crashed_container_is_restarted_and_counted() {
+        let fake = Arc::new(FakeRuntime::new());
+        let mut agent = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
+        agent.set_desired(1, vec![desired(1, "hello:1")]);
+        agent.pass().await.unwrap();
+        let id = fake.containers()[0].id.clone();
+        fake.exit(&id, 2);
+        let observed = agent.pass().await.unwrap();
+        assert_eq!(
+            observed[0].state,
+            gantry_common::cluster::InstanceState::CrashLoop
+        );
+        assert_eq!(observed[0].last_exit_code, Some(2));
+        tokio::time::sleep(plan::crash_backoff(0)).await;
+        let observed = agent.pass().await.unwrap();
+        assert_eq!(observed[0].restarts, 1);
+        assert!(fake.take_calls().contains(&Call::Start(id)));
+    }
+}

@@ -1,0 +1,90 @@
+//! The node agent (`gantry agent`): registers its node with the server over a websocket, makes
+//! the local container engine match the desired set the server sends, and reports back.
+//!
+//! Two tasks share two `watch` channels:
+//! - the **connection** ([`connection`]) connects with backoff, says hello, heartbeats, forwards
+//!   each desired set to the converger and each changed observation to the server;
+//! - the **converger** ([`converge`]) runs a pass on every new desired set and every second.
+//!
+//! They are independent on purpose: when the server is unreachable the converger keeps the
+//! containers running (and restarting crashed ones) with the last desired set it had.
+
+pub mod connection;
+pub mod converge;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gantry_common::agent::{DesiredInstance, ObservedInstance};
+use tokio::sync::watch;
+
+use crate::runtime::ContainerRuntime;
+
+/// How often the converger runs a pass without being asked (for crash restarts and probes).
+const PASS_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The server's base URL, e.g. `http://127.0.0.1:8080`.
+    pub server: String,
+    /// A join token from `POST /api/v1/nodes/join-tokens`.
+    pub token: String,
+    pub name: String,
+    /// The address instance ports are published on and probed at.
+    pub address: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The latest desired set, tagged with its generation.
+pub type Desired = Option<(u64, Vec<DesiredInstance>)>;
+/// The latest observation, tagged with the generation it applied.
+pub type Observed = Option<(u64, Vec<ObservedInstance>)>;
+
+/// Runs the agent until the returned future is dropped, or until the server refuses it (an
+/// operator has to act: wrong token, old protocol, duplicate name).
+pub async fn run<R: ContainerRuntime>(config: AgentConfig, runtime: Arc<R>) -> anyhow::Result<()> {
+    let capacity = runtime
+        .capacity()
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to read the node's capacity: {e}"))?;
+    let (desired_tx, desired_rx) = watch::channel::<Desired>(None);
+    let (observed_tx, observed_rx) = watch::channel::<Observed>(None);
+    let converger = converge::Converger::new(runtime, config.name.clone(), config.address.clone());
+    let converging = tokio::spawn(converge_forever(converger, desired_rx, observed_tx));
+    let result = connection::connect_forever(&config, capacity, desired_tx, observed_rx).await;
+    converging.abort();
+    result
+}
+
+async fn converge_forever<R: ContainerRuntime>(
+    mut converger: converge::Converger<R>,
+    mut desired: watch::Receiver<Desired>,
+    observed: watch::Sender<Observed>,
+) {
+    loop {
+        if let Some((generation, instances)) = desired.borrow_and_update().clone() {
+            if converger.generation() != Some(generation) {
+                converger.set_desired(generation, instances);
+            }
+        }
+        match converger.pass().await {
+            Ok(instances) => {
+                if let Some(generation) = converger.generation() {
+                    observed.send_if_modified(|last| {
+                        let next = Some((generation, instances));
+                        let changed = *last != next;
+                        *last = next;
+                        changed
+                    });
+                }
+            }
+            Err(e) => tracing::warn!("convergence pass failed (retrying): {e}"),
+        }
+        tokio::select! {
+            changed = desired.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(PASS_INTERVAL) => {}
+        }
+    }
+}

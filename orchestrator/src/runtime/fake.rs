@@ -1,0 +1,175 @@
+//! An in-memory [`ContainerRuntime`] for the agent's unit tests: it records every call, keeps
+//! containers in a map, and can be told to fail pulls or to "crash" a container.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{
+    Capacity, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
+    RuntimeResult,
+};
+
+/// One call the runtime received, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    EnsureImage(String),
+    EnsureNetwork(String),
+    Run(String),
+    Start(String),
+    Remove(String),
+}
+
+#[derive(Default)]
+struct Inner {
+    containers: BTreeMap<String, ContainerInfo>,
+    calls: Vec<Call>,
+    missing_images: HashSet<String>,
+    next_id: u64,
+    next_port: u16,
+}
+
+#[derive(Default)]
+pub struct FakeRuntime {
+    inner: Mutex<Inner>,
+}
+
+impl FakeRuntime {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pulls of `image` fail from now on, as with a typo in the name.
+    pub fn fail_pulls_of(&self, image: &str) {
+        self.lock().missing_images.insert(image.to_owned());
+    }
+
+    /// Every call so far, oldest first; clears the record.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut self.lock().calls)
+    }
+
+    /// Makes a container exit with `code`, as if its process died.
+    pub fn exit(&self, id: &str, code: i64) {
+        if let Some(c) = self.lock().containers.get_mut(id) {
+            c.status = ContainerStatus::Exited { code };
+            c.host_port = None;
+        }
+    }
+
+    /// Adds a container the way another agent process (or a previous run) left it.
+    pub fn insert(&self, info: ContainerInfo) {
+        self.lock().containers.insert(info.id.clone(), info);
+    }
+
+    pub fn containers(&self) -> Vec<ContainerInfo> {
+        self.lock().containers.values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl ContainerRuntime for FakeRuntime {
+    async fn capacity(&self) -> RuntimeResult<Capacity> {
+        Ok(Capacity {
+            cpu_millis: 4000,
+            memory_mib: 8192,
+        })
+    }
+
+    async fn ensure_image(&self, image: &str) -> RuntimeResult<()> {
+        let mut inner = self.lock();
+        inner.calls.push(Call::EnsureImage(image.to_owned()));
+        if inner.missing_images.contains(image) {
+            return Err(RuntimeError::ImagePull(format!(
+                "pull access denied for {image}, repository does not exist"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn ensure_network(
+        &self,
+        name: &str,
+        _labels: &BTreeMap<String, String>,
+    ) -> RuntimeResult<String> {
+        self.lock().calls.push(Call::EnsureNetwork(name.to_owned()));
+        Ok(format!("net-{name}"))
+    }
+
+    async fn run(&self, spec: &ContainerSpec) -> RuntimeResult<String> {
+        let mut inner = self.lock();
+        inner.calls.push(Call::Run(spec.name.clone()));
+        if let Some(existing) = inner.containers.values().find(|c| c.name == spec.name) {
+            return Ok(existing.id.clone());
+        }
+        inner.next_id += 1;
+        inner.next_port += 1;
+        let id = format!("c{}", inner.next_id);
+        let port = 40000 + inner.next_port;
+        inner.containers.insert(
+            id.clone(),
+            ContainerInfo {
+                id: id.clone(),
+                name: spec.name.clone(),
+                labels: spec.labels.clone(),
+                status: ContainerStatus::Running,
+                host_port: Some(port),
+                started_at: Some(time::OffsetDateTime::UNIX_EPOCH),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start(&self, id: &str) -> RuntimeResult<()> {
+        let mut inner = self.lock();
+        inner.calls.push(Call::Start(id.to_owned()));
+        inner.next_port += 1;
+        let port = 40000 + inner.next_port;
+        match inner.containers.get_mut(id) {
+            Some(c) => {
+                c.status = ContainerStatus::Running;
+                c.host_port = Some(port);
+                Ok(())
+            }
+            None => Err(RuntimeError::Engine(format!("No such container: {id}"))),
+        }
+    }
+
+    async fn remove(&self, id: &str, _grace: Duration) -> RuntimeResult<()> {
+        let mut inner = self.lock();
+        inner.calls.push(Call::Remove(id.to_owned()));
+        inner.containers.remove(id);
+        Ok(())
+    }
+
+    async fn list(&self, key: &str, value: &str) -> RuntimeResult<Vec<ContainerInfo>> {
+        Ok(self
+            .lock()
+            .containers
+            .values()
+            .filter(|c| c.labels.get(key).map(String::as_str) == Some(value))
+            .cloned()
+            .collect())
+    }
+}
+
+/// Counts calls by kind, for compact assertions.
+pub fn count(calls: &[Call]) -> HashMap<&'static str, usize> {
+    let mut counts = HashMap::new();
+    for call in calls {
+        let kind = match call {
+            Call::EnsureImage(_) => "ensure_image",
+            Call::EnsureNetwork(_) => "ensure_network",
+            Call::Run(_) => "run",
+            Call::Start(_) => "start",
+            Call::Remove(_) => "remove",
+        };
+        *counts.entry(kind).or_default() += 1;
+    }
+    counts
+}

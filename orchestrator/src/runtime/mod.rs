@@ -1,0 +1,125 @@
+//! The container engine as the agent needs it, behind one small trait.
+//!
+//! [`docker`] drives the real Docker Engine API (bollard); [`fake`] is an in-memory recording
+//! double for the agent's unit tests. The agent never imports bollard.
+//!
+//! Every container Gantry creates carries the [`labels`] below, so an agent lists and touches
+//! only its own node's containers and can rebuild its view after a restart.
+
+pub mod docker;
+pub mod fake;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+/// Labels on every container and network Gantry creates.
+pub mod labels {
+    /// Present (`true`) on everything Gantry manages.
+    pub const MANAGED: &str = "gantry.managed";
+    pub const TEAM: &str = "gantry.team";
+    pub const APP: &str = "gantry.app";
+    pub const INSTANCE: &str = "gantry.instance";
+    pub const NODE: &str = "gantry.node";
+}
+
+/// How to run one tenant container. The runtime adds the hardening itself (no privileges, all
+/// capabilities dropped but `NET_BIND_SERVICE` for ports below 1024, `no-new-privileges`, no
+/// mounts), so a caller cannot forget it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// Unique per instance: `gantry-<instance id>`.
+    pub name: String,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    /// The port the app listens on inside the container.
+    pub port: u16,
+    /// The node address the port is published on, at an ephemeral host port.
+    pub host_ip: String,
+    /// The id of the team's own network (from [`ContainerRuntime::ensure_network`]).
+    pub network: String,
+    pub cpu_millis: u32,
+    pub memory_mib: u32,
+    pub pids_limit: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerStatus {
+    /// Created (or being restarted by us) but not running.
+    Created,
+    Running,
+    /// Exited with this code (or was killed: 137 for SIGKILL, as Docker reports it).
+    Exited {
+        code: i64,
+    },
+    /// Paused, dead, removing: states Gantry does not create itself.
+    Other,
+}
+
+/// One container as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub status: ContainerStatus,
+    /// The host port the container's app port is published on, while it runs.
+    pub host_port: Option<u16>,
+    pub started_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub cpu_millis: u64,
+    pub memory_mib: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The image is not on the node and could not be pulled; the engine's message.
+    #[error("{0}")]
+    ImagePull(String),
+    /// Anything else the engine refused or failed at; the engine's message.
+    #[error("{0}")]
+    Engine(String),
+}
+
+pub type RuntimeResult<T> = Result<T, RuntimeError>;
+
+/// The container engine of one node.
+///
+/// # Guarantees
+/// Every method is safe to retry: ensuring an existing image or network does nothing, removing
+/// a container that is already gone succeeds.
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// The node's CPU and memory, as the engine sees them.
+    fn capacity(&self) -> impl Future<Output = RuntimeResult<Capacity>> + Send;
+
+    /// Makes sure `image` is on the node, pulling it if it is not.
+    fn ensure_image(&self, image: &str) -> impl Future<Output = RuntimeResult<()>> + Send;
+
+    /// Makes sure the bridge network `name` exists, with these labels; returns its id.
+    fn ensure_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = RuntimeResult<String>> + Send;
+
+    /// Creates and starts a container; returns its id.
+    fn run(&self, spec: &ContainerSpec) -> impl Future<Output = RuntimeResult<String>> + Send;
+
+    /// Starts an existing, stopped container again (a restart after a crash).
+    fn start(&self, id: &str) -> impl Future<Output = RuntimeResult<()>> + Send;
+
+    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container.
+    fn remove(&self, id: &str, grace: Duration) -> impl Future<Output = RuntimeResult<()>> + Send;
+
+    /// All containers, running or not, that carry the label `key=value`.
+    fn list(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = RuntimeResult<Vec<ContainerInfo>>> + Send;
+}
