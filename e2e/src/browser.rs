@@ -10,7 +10,9 @@ use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use crate::{data_dir, free_port, gantry, wait_for_status, Running, StopPostgresOnDrop};
+use crate::{
+    data_dir, free_port, gantry, start_postgres, wait_for_status, Running, StopPostgresOnDrop,
+};
 
 /// How long a page may take to show what a test waits for.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -27,18 +29,7 @@ impl Stack {
     pub async fn start() -> anyhow::Result<Self> {
         let dir = data_dir();
         let postgres = StopPostgresOnDrop(dir.path().to_path_buf());
-        let out = gantry()
-            .args(["db", "start", "--ephemeral", "--data-dir"])
-            .arg(dir.path())
-            .output()
-            .await?;
-        if !out.status.success() {
-            bail!(
-                "gantry db start failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let url = String::from_utf8(out.stdout)?.trim().to_owned();
+        let url = start_postgres(dir.path()).await?;
         let port = free_port();
         let mut cmd = gantry();
         cmd.arg("server")

@@ -2,9 +2,11 @@
 //! over HTTP, as a user or an operator would.
 //!
 //! The binary is `$GANTRY_BIN` (set by `scripts/test`), else `target/debug/gantry`.
-//! [`browser`] adds headless Chromium for the dashboard's journeys.
+//! [`browser`] adds headless Chromium for the dashboard's journeys; [`cluster`] adds agents,
+//! a platform admin's session and the docker CLI for the orchestrator's.
 
 pub mod browser;
+pub mod cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -160,6 +162,23 @@ pub fn data_dir() -> tempfile::TempDir {
     )
     .expect("chmod temp dir");
     dir
+}
+
+/// Starts (creating it) the private Postgres of `dir`, like `gantry up` does; returns its URL.
+/// Pair it with [`StopPostgresOnDrop`].
+pub async fn start_postgres(dir: &Path) -> anyhow::Result<String> {
+    let out = gantry()
+        .args(["db", "start", "--ephemeral", "--data-dir"])
+        .arg(dir)
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!(
+            "gantry db start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 /// Stops the embedded Postgres of `dir` (if running) so no server outlives a failed test.

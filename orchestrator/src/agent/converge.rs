@@ -36,6 +36,8 @@ pub struct Converger<R> {
     /// nothing is created or removed (a restarted agent keeps its containers running).
     desired: Option<(u64, Vec<DesiredInstance>)>,
     tracked: HashMap<Uuid, Tracked>,
+    /// This node's containers by instance, as of the last pass.
+    containers: HashMap<Uuid, ContainerInfo>,
     http: reqwest::Client,
 }
 
@@ -47,6 +49,7 @@ impl<R: ContainerRuntime> Converger<R> {
             address,
             desired: None,
             tracked: HashMap::new(),
+            containers: HashMap::new(),
             http: reqwest::Client::builder()
                 .timeout(PROBE_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
@@ -62,6 +65,11 @@ impl<R: ContainerRuntime> Converger<R> {
             self.tracked.entry(d.id).or_default();
         }
         self.desired = Some((generation, instances));
+    }
+
+    /// Whether an instance is starting up: then [`Self::probe_starting`] should run often.
+    pub fn settling(&self) -> bool {
+        self.tracked.values().any(Tracked::starting)
     }
 
     /// The generation last applied, if any.
@@ -90,17 +98,31 @@ impl<R: ContainerRuntime> Converger<R> {
         } else {
             containers
         };
-        let by_instance: HashMap<Uuid, &ContainerInfo> = containers
-            .iter()
-            .filter_map(|c| plan::instance_of(c).map(|id| (id, c)))
+        self.containers = containers
+            .into_iter()
+            .filter_map(|c| plan::instance_of(&c).map(|id| (id, c)))
             .collect();
-        self.probe(&desired, &by_instance).await;
+        self.probe(&desired, |_| true).await;
+        Ok(self.observed(&desired))
+    }
 
+    /// Between passes, while instances start up: probes only those (no engine calls), so an
+    /// instance is reported ready within milliseconds of answering.
+    pub async fn probe_starting(&mut self) -> Vec<ObservedInstance> {
+        let Some((_, desired)) = self.desired.clone() else {
+            return Vec::new();
+        };
+        self.probe(&desired, Tracked::starting).await;
+        self.observed(&desired)
+    }
+
+    /// Every desired instance's state, from the last listing and what is tracked.
+    fn observed(&self, desired: &[DesiredInstance]) -> Vec<ObservedInstance> {
         let now = Instant::now();
-        Ok(desired
+        desired
             .iter()
             .map(|d| {
-                let container = by_instance.get(&d.id).copied();
+                let container = self.containers.get(&d.id);
                 let tracked = self.tracked.get(&d.id).cloned().unwrap_or_default();
                 let (state, reason) = plan::observed_state(container, &tracked, now);
                 ObservedInstance {
@@ -113,7 +135,7 @@ impl<R: ContainerRuntime> Converger<R> {
                     started_at: container.and_then(|c| c.started_at),
                 }
             })
-            .collect())
+            .collect()
     }
 
     async fn execute(&mut self, step: Step, desired: &[DesiredInstance]) {
@@ -236,14 +258,13 @@ impl<R: ContainerRuntime> Converger<R> {
             .await
     }
 
-    /// Probes every running instance's health path, concurrently.
-    async fn probe(
-        &mut self,
-        desired: &[DesiredInstance],
-        by_instance: &HashMap<Uuid, &ContainerInfo>,
-    ) {
+    /// Probes the health path of the running instances `which` selects, concurrently.
+    async fn probe(&mut self, desired: &[DesiredInstance], which: impl Fn(&Tracked) -> bool) {
         let probes = desired.iter().filter_map(|d| {
-            let port = by_instance.get(&d.id)?.host_port?;
+            if !self.tracked.get(&d.id).is_some_and(&which) {
+                return None;
+            }
+            let port = self.containers.get(&d.id)?.host_port?;
             let url = format!("http://{}:{port}{}", self.address, d.health_check_path);
             let http = self.http.clone();
             Some(async move {
@@ -369,7 +390,7 @@ mod tests {
         agent.pass().await.unwrap();
         assert!(fake
             .take_calls()
-            .contains(&Call::EnsureNetwork("gantry-team-acme".into())));
+            .contains(&Call::EnsureNetwork("gantry-team-acme-on-n1".into())));
         let c = &fake.containers()[0];
         assert_eq!(c.name, container_name(Uuid::from_u128(1)));
         for (k, v) in [

@@ -24,6 +24,8 @@ use crate::runtime::ContainerRuntime;
 
 /// How often the converger runs a pass without being asked (for crash restarts and probes).
 const PASS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often instances that are starting up are probed between passes.
+const SETTLING_INTERVAL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -63,6 +65,16 @@ async fn converge_forever<R: ContainerRuntime>(
     mut desired: watch::Receiver<Desired>,
     observed: watch::Sender<Observed>,
 ) {
+    let publish = |converger: &converge::Converger<R>, instances: Vec<ObservedInstance>| {
+        if let Some(generation) = converger.generation() {
+            observed.send_if_modified(|last| {
+                let next = Some((generation, instances));
+                let changed = *last != next;
+                *last = next;
+                changed
+            });
+        }
+    };
     loop {
         if let Some((generation, instances)) = desired.borrow_and_update().clone() {
             if converger.generation() != Some(generation) {
@@ -70,21 +82,32 @@ async fn converge_forever<R: ContainerRuntime>(
             }
         }
         match converger.pass().await {
-            Ok(instances) => {
-                if let Some(generation) = converger.generation() {
-                    observed.send_if_modified(|last| {
-                        let next = Some((generation, instances));
-                        let changed = *last != next;
-                        *last = next;
-                        changed
-                    });
-                }
-            }
+            Ok(instances) => publish(&converger, instances),
             Err(e) => tracing::warn!("convergence pass failed (retrying): {e}"),
         }
-        tokio::select! {
-            changed = desired.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(PASS_INTERVAL) => {}
+        // Until the next pass: a new desired set, or the interval; meanwhile instances that
+        // are starting up are probed often.
+        let next_pass = tokio::time::Instant::now() + PASS_INTERVAL;
+        loop {
+            let wait = if converger.settling() {
+                tokio::time::sleep(SETTLING_INTERVAL)
+            } else {
+                tokio::time::sleep_until(next_pass)
+            };
+            tokio::select! {
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                () = wait => {}
+            }
+            if tokio::time::Instant::now() >= next_pass {
+                break;
+            }
+            let instances = converger.probe_starting().await;
+            publish(&converger, instances);
         }
     }
 }

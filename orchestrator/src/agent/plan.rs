@@ -18,6 +18,8 @@ use crate::runtime::{labels, ContainerInfo, ContainerStatus};
 pub const LIVENESS_FAILURES: u32 = 3;
 /// A container that ran this long before exiting starts its crash backoff afresh, as kubelet does.
 pub const STABLE_RUN: Duration = Duration::from_secs(600);
+/// For this long after a (re)start, an instance that is not ready yet is probed between passes.
+pub const FAST_PROBE_WINDOW: Duration = Duration::from_secs(5);
 
 /// What the agent remembers of one desired instance between passes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +39,16 @@ pub struct Tracked {
     pub ready: bool,
     pub ever_ready: bool,
     pub probe_failures: u32,
+}
+
+impl Tracked {
+    /// Started a moment ago and not ready yet.
+    pub fn starting(&self) -> bool {
+        !self.ready
+            && self
+                .running_since
+                .is_some_and(|since| since.elapsed() < FAST_PROBE_WINDOW)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,233 @@
+//! Helpers for tests and benchmarks of the embedded cluster: a `gantry server` whose node
+//! timeout is short, `gantry agent` processes, a platform admin's API session, and the docker
+//! CLI to look at (and clean up) what the agents created.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+use crate::{gantry, wait_for_status, Running};
+
+/// The demo app's image, built by `scripts/build-hello-image`.
+pub const IMAGE: &str = "gantry-hello:latest";
+/// Short, so a dead node is noticed quickly (the default is 20 s).
+pub const NODE_TIMEOUT: &str = "6";
+/// How long the cluster may take to reach a state a test waits for.
+pub const CONVERGE: Duration = Duration::from_secs(60);
+
+pub fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .context("failed to run the docker CLI")?;
+    if !out.status.success() {
+        bail!(
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Container ids with this label (`key=value`), running or not.
+pub fn containers(label: &str) -> Vec<String> {
+    docker(&["ps", "-aq", "--filter", &format!("label={label}")])
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Removes every container and network of the test's team, whatever happened.
+pub struct DockerCleanup {
+    pub team: String,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let ids = containers(&format!("gantry.team={}", self.team));
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+        let networks = docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=gantry.team={}", self.team),
+        ]);
+        for network in networks.unwrap_or_default().lines() {
+            let _ = docker(&["network", "rm", network]);
+        }
+    }
+}
+
+pub struct Server {
+    pub process: Running,
+}
+
+pub async fn start_server(db_url: &str, port: u16) -> anyhow::Result<Server> {
+    let mut cmd = gantry();
+    cmd.arg("server")
+        .env("DATABASE_URL", db_url)
+        .env("GANTRY_SECRET_KEY", "1".repeat(64))
+        .env("GANTRY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GANTRY_NODE_TIMEOUT", NODE_TIMEOUT);
+    let mut process = Running::spawn(cmd)?;
+    process
+        .wait_for_line("listening on", Duration::from_secs(60))
+        .await?;
+    wait_for_status(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        200,
+        Duration::from_secs(10),
+    )
+    .await?;
+    Ok(Server { process })
+}
+
+pub fn start_agent(base: &str, token: &str, name: &str, zone: &str) -> anyhow::Result<Running> {
+    let mut cmd = gantry();
+    cmd.arg("agent")
+        .args(["--server", base, "--name", name, "--labels"])
+        .arg(format!("zone={zone}"))
+        .env("GANTRY_JOIN_TOKEN", token)
+        .env("GANTRY_LOG", "info");
+    if let Some(host) = std::env::var_os("DOCKER_HOST") {
+        cmd.env("DOCKER_HOST", host);
+    }
+    Running::spawn(cmd)
+}
+
+pub fn kill9(process: &Running) -> anyhow::Result<()> {
+    let pid = process.child.id().context("process already gone")?;
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL)?;
+    Ok(())
+}
+
+/// A platform admin's session (the first account of the instance).
+pub struct Admin {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub csrf: String,
+    pub team: String,
+}
+
+impl Admin {
+    pub async fn sign_up(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().cookie_store(true).build()?;
+        let res = http
+            .post(format!("{base}/api/v1/auth/signup"))
+            .json(&json!({"email": format!("ops-{}@example.com", std::process::id()), "password": "correct horse battery"}))
+            .send()
+            .await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("sign-up failed: {status} {body}");
+        }
+        let csrf = body["csrf_token"]
+            .as_str()
+            .context("csrf token")?
+            .to_owned();
+        let teams: Value = http
+            .get(format!("{base}/api/v1/teams"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let team = teams[0]["team"]["slug"]
+            .as_str()
+            .or_else(|| teams[0]["slug"].as_str())
+            .with_context(|| format!("team slug in {teams}"))?
+            .to_owned();
+        Ok(Self {
+            http,
+            base: base.to_owned(),
+            csrf,
+            team,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let res = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("POST {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    pub async fn instances(&self, app: &str) -> anyhow::Result<Vec<Value>> {
+        let v = self
+            .get(&format!("/api/v1/teams/{}/apps/{app}/instances", self.team))
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    pub async fn nodes(&self) -> anyhow::Result<Vec<Value>> {
+        Ok(self
+            .get("/api/v1/nodes")
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    pub async fn scale(&self, app: &str, replicas: u32) -> anyhow::Result<()> {
+        self.post(
+            &format!("/api/v1/teams/{}/apps/{app}/scale", self.team),
+            json!({"replicas": replicas}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Waits until `check` holds for the app's instances; the error shows the last listing.
+    pub async fn wait_instances(
+        &self,
+        app: &str,
+        what: &str,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> anyhow::Result<Vec<Value>> {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            // The server may be restarting: a failed listing is just another try.
+            if let Ok(list) = self.instances(app).await {
+                if check(&list) {
+                    return Ok(list);
+                }
+                if Instant::now() > deadline {
+                    bail!("{what}: not reached within {CONVERGE:?}; instances: {list:#?}");
+                }
+            } else if Instant::now() > deadline {
+                bail!("{what}: the server did not answer within {CONVERGE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
