@@ -3,10 +3,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use gantry_common::cluster::{CreateDeploy, Workload};
 use gantry_common::Permission;
-use serde_json::json;
 
-use crate::audit;
-use crate::authz::{AppAccess, AppRow, APP_COLUMNS};
+use crate::authz::AppAccess;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -24,33 +22,10 @@ use crate::state::AppState;
     ))]
 pub async fn create(
     State(state): State<AppState>,
-    AppAccess { access, app }: AppAccess,
+    target: AppAccess,
     ApiJson(body): ApiJson<CreateDeploy>,
 ) -> ApiResult<(StatusCode, Json<Workload>)> {
-    access.require(Permission::WriteApps)?;
-    let mut tx = state.db.begin().await?;
-    let row = sqlx::query_as::<_, AppRow>(&format!(
-        "UPDATE apps SET image = $3, updated_at = now() WHERE team_id = $1 AND id = $2
-         RETURNING {APP_COLUMNS}"
-    ))
-    .bind(access.team.id)
-    .bind(app.id)
-    .bind(body.image.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    audit::record(
-        &mut tx,
-        audit::Event {
-            team_id: access.team.id,
-            action: "app.deploy",
-            target: format!("app:{}", app.name),
-            details: json!({"image": body.image, "previous": app.image}),
-            actor: (&access.caller).into(),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(app.id = %app.id, team.slug = %access.team.slug, "app {} deploys {}", app.name, body.image);
-    state.cluster.kick();
-    Ok((StatusCode::ACCEPTED, Json(super::workload(&row))))
+    target.access.require(Permission::WriteApps)?;
+    let workload = super::apply(&state, &target, super::Change::Image(&body.image)).await?;
+    Ok((StatusCode::ACCEPTED, Json(workload)))
 }

@@ -3,10 +3,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use gantry_common::cluster::{Scale, Workload};
 use gantry_common::Permission;
-use serde_json::json;
 
-use crate::audit;
-use crate::authz::{AppAccess, AppRow, APP_COLUMNS};
+use crate::authz::AppAccess;
 use crate::error::{invalid, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -24,34 +22,11 @@ use crate::state::AppState;
     ))]
 pub async fn scale(
     State(state): State<AppState>,
-    AppAccess { access, app }: AppAccess,
+    target: AppAccess,
     ApiJson(body): ApiJson<Scale>,
 ) -> ApiResult<(StatusCode, Json<Workload>)> {
-    access.require(Permission::WriteApps)?;
+    target.access.require(Permission::WriteApps)?;
     body.validate().map_err(invalid)?;
-    let mut tx = state.db.begin().await?;
-    let row = sqlx::query_as::<_, AppRow>(&format!(
-        "UPDATE apps SET replicas = $3, updated_at = now() WHERE team_id = $1 AND id = $2
-         RETURNING {APP_COLUMNS}"
-    ))
-    .bind(access.team.id)
-    .bind(app.id)
-    .bind(body.replicas as i32)
-    .fetch_one(&mut *tx)
-    .await?;
-    audit::record(
-        &mut tx,
-        audit::Event {
-            team_id: access.team.id,
-            action: "app.scale",
-            target: format!("app:{}", app.name),
-            details: json!({"replicas": body.replicas, "previous": app.replicas}),
-            actor: (&access.caller).into(),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(app.id = %app.id, team.slug = %access.team.slug, "app {} scaled to {}", app.name, body.replicas);
-    state.cluster.kick();
-    Ok((StatusCode::ACCEPTED, Json(super::workload(&row))))
+    let workload = super::apply(&state, &target, super::Change::Replicas(body.replicas)).await?;
+    Ok((StatusCode::ACCEPTED, Json(workload)))
 }
