@@ -46,6 +46,32 @@ async fn up_runs_its_own_postgres_reuses_it_and_stops_it_on_exit() -> anyhow::Re
     let pid_file = dir.path().join("postgres/postmaster.pid");
     assert!(pid_file.exists(), "Postgres running");
 
+    // `up` runs a node on the local Docker engine, in-process.
+    let admin = reqwest::Client::builder().cookie_store(true).build()?;
+    admin
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "owner@example.com", "password": PASSWORD}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let nodes: serde_json::Value = admin
+            .get(format!("{base}/api/v1/nodes"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if nodes[0]["status"] == "ready" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the local node never became ready: {nodes}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     assert_eq!(
         first.terminate(Duration::from_secs(30)).await?,
         0,
