@@ -178,7 +178,9 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
     assert!(list.iter().all(|i| node(i) != drained));
     wait_for_containers_on(drained, 0).await?;
 
-    // kill -9 the server in the middle of a scale; after a restart exactly 5 run.
+    // kill -9 the server in the middle of a scale; after a restart exactly 5 run, and the
+    // containers that were right all along were not restarted.
+    let before = containers(&format!("gantry.team={}", admin.team));
     admin.scale("hello", 5).await?;
     kill9(&server.process)?;
     let _ = server.process.child.wait().await;
@@ -191,6 +193,13 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
         )
         .await?;
     wait_for_containers(&admin.team, 5).await?;
+    let after = containers(&format!("gantry.team={}", admin.team));
+    for id in &before {
+        assert!(
+            after.contains(id),
+            "container {id} was replaced across the server restart"
+        );
+    }
 
     // An image nobody can pull is an instance state with the engine's message, not a crash.
     admin
