@@ -51,8 +51,9 @@ pub enum AgentMessage {
 pub enum ServerMessage {
     /// Registration accepted.
     Welcome { node_id: Uuid },
-    /// Registration refused (old protocol, bad token, duplicate name…); the agent should not
-    /// retry until an operator acts, so the message says what to do.
+    /// Registration refused (old protocol, bad or expired token, unknown message); the agent
+    /// should not retry until an operator acts, so the message says what to do. A second agent
+    /// under a name already connected is not refused: the newest connection replaces the old.
     Refused { reason: String },
     /// The complete set of instances this node must run.
     Desired {

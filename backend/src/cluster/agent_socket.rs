@@ -21,6 +21,7 @@ use gantry_common::agent::{
 use gantry_common::cluster::NodeResources;
 use gantry_common::NodeName;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{hub, EMBEDDED_CLUSTER};
@@ -173,23 +174,26 @@ async fn serve(state: AppState, socket: WebSocket) -> anyhow::Result<()> {
     .fetch_one(&state.db)
     .await?;
     let span = tracing::info_span!("agent", node.id = %node_id, node.name = %hello.name);
-    let _enter = span.enter();
-    tracing::info!(
-        "node {} ({node_id}) connected from agent {}",
-        hello.name,
-        hello.agent_version
-    );
+    async move {
+        tracing::info!(
+            "node {} ({node_id}) connected from agent {}",
+            hello.name,
+            hello.agent_version
+        );
+        let welcome = serde_json::to_string(&ServerMessage::Welcome { node_id })?;
+        sink.send(Message::Text(welcome.into())).await?;
+        let (tx, mut rx) = mpsc::channel(hub::QUEUE);
+        let session = state.cluster.hub.attach(node_id, tx);
+        state.cluster.kick();
 
-    let welcome = serde_json::to_string(&ServerMessage::Welcome { node_id })?;
-    sink.send(Message::Text(welcome.into())).await?;
-    let (tx, mut rx) = mpsc::channel(hub::QUEUE);
-    let session = state.cluster.hub.attach(node_id, tx);
-    state.cluster.kick();
-
-    let result = relay(&state, node_id, &mut sink, &mut stream, &mut rx).await;
-    state.cluster.hub.detach(node_id, session);
-    tracing::info!("node {} ({node_id}) disconnected", hello.name);
-    result
+        let result = relay(&state, node_id, &mut sink, &mut stream, &mut rx).await;
+        state.cluster.hub.detach(node_id, session);
+        tracing::info!("node {} ({node_id}) disconnected", hello.name);
+        result
+    }
+    // An entered span guard must not be held across awaits; the future carries the span instead.
+    .instrument(span)
+    .await
 }
 
 async fn relay(

@@ -6,6 +6,7 @@ mod support;
 mod apps;
 mod audit;
 mod auth;
+mod cluster;
 mod csrf;
 mod errors;
 mod tokens;
