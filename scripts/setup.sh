@@ -38,31 +38,36 @@ ensure_rust() {
     return 1
 }
 
-# The wasm32 target for the dashboard. First choice: rustup's target. Where it cannot be
-# downloaded, Debian's rustc-web/rust-web-src/lld route (std built from source).
+# The wasm32 target for the dashboard, with the standard library's source: the browser build
+# compiles std itself, for size (see scripts/build-dashboard). First choice: rustup's target and
+# rust-src. Where they cannot be downloaded, Debian's rustc-web/rust-web-src/lld route.
 WASM_ROUTE=
 ensure_wasm_toolchain() {
     local sysroot
     sysroot=$(rustc --print sysroot)
-    if ls "$sysroot"/lib/rustlib/wasm32-unknown-unknown/lib/libstd-*.rlib >/dev/null 2>&1; then
+    if ls "$sysroot"/lib/rustlib/wasm32-unknown-unknown/lib/libstd-*.rlib >/dev/null 2>&1 &&
+        [ -d "$sysroot/lib/rustlib/src/rust/library" ]; then
         WASM_ROUTE=rustup; return 0
     fi
-    if command -v rustup >/dev/null && timeout 300 rustup target add wasm32-unknown-unknown; then
+    if command -v rustup >/dev/null && timeout 300 rustup target add wasm32-unknown-unknown &&
+        timeout 300 rustup component add rust-src; then
         WASM_ROUTE=rustup; return 0
     fi
-    log "rustup's wasm32 target is unavailable: using Debian's rustc-web and building std from source"
+    log "rustup's wasm32 target is unavailable: using Debian's rustc-web and its std source"
     [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust ] && command -v wasm-ld-22 >/dev/null ||
         apt_install rustc-web cargo-web rust-web-src lld-22
     WASM_ROUTE=debian
 }
 
-# `cargo …` for the wasm build, on whichever route ensure_wasm_toolchain chose.
+# `cargo …` for the wasm build, on whichever route ensure_wasm_toolchain chose. Both build std
+# from source, which needs unstable cargo flags: RUSTC_BOOTSTRAP=1 allows them on a stable
+# compiler (the same opt-in Leptos' size guide makes with a nightly one).
 wasm_cargo() {
     if [ "$WASM_ROUTE" = debian ]; then
         RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22 \
             /usr/bin/cargo "$@" -Zbuild-std=std,panic_abort
     else
-        cargo "$@"
+        RUSTC_BOOTSTRAP=1 cargo "$@" -Zbuild-std=std,panic_abort
     fi
 }
 

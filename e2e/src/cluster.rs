@@ -118,14 +118,19 @@ pub struct Admin {
     pub base: String,
     pub csrf: String,
     pub team: String,
+    pub email: String,
 }
+
+/// The password of every account the e2e tests create.
+pub const PASSWORD: &str = "correct horse battery";
 
 impl Admin {
     pub async fn sign_up(base: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().cookie_store(true).build()?;
+        let email = format!("ops-{}@example.com", std::process::id());
         let res = http
             .post(format!("{base}/api/v1/auth/signup"))
-            .json(&json!({"email": format!("ops-{}@example.com", std::process::id()), "password": "correct horse battery"}))
+            .json(&json!({"email": email, "password": PASSWORD}))
             .send()
             .await?;
         let status = res.status();
@@ -153,6 +158,7 @@ impl Admin {
             base: base.to_owned(),
             csrf,
             team,
+            email,
         })
     }
 

@@ -72,7 +72,16 @@ async fn newcomer_signs_up_creates_an_app_sets_config_and_finds_it_again() -> an
     // Open it, set a config var.
     b.click_text("[data-test=apps-table] a", "hello").await?;
     b.wait_for_path(|p| p == "/teams/alice/apps/hello").await?;
-    b.wait_for_text(".empty", "No config vars").await?;
+    b.wait_for_text(
+        "section[aria-labelledby=instances-title] .empty",
+        "No instances",
+    )
+    .await?;
+    b.wait_for_text(
+        "section[aria-labelledby=config-title] .empty",
+        "No config vars",
+    )
+    .await?;
     b.fill("#config-key", "DATABASE_URL").await?;
     b.fill("#config-value", "postgres://db/app").await?;
     b.click("[data-test=add-config] button[type=submit]")
@@ -236,6 +245,130 @@ async fn tokens_page_shows_a_new_secret_once_and_revokes() -> anyhow::Result<()>
         .send()
         .await?;
     assert_eq!(res.status(), 401);
+    b.client.clone().close().await?;
+    Ok(())
+}
+
+/// The orchestrator's side of the dashboard: a platform admin sees the nodes and an app's
+/// instances with their states; a member of a team sees the instances but neither the Nodes
+/// link nor the nodes (the server's refusal is shown in place).
+#[tokio::test]
+async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
+    use gantry_e2e::cluster::{start_agent, start_server, Admin, DockerCleanup, IMAGE};
+    use gantry_e2e::{data_dir, free_port, start_postgres, StopPostgresOnDrop};
+    use serde_json::json;
+
+    let dir = data_dir();
+    let _postgres = StopPostgresOnDrop(dir.path().to_path_buf());
+    let db_url = start_postgres(dir.path()).await?;
+    let port = free_port();
+    let base = &format!("http://127.0.0.1:{port}");
+    let _server = start_server(&db_url, port).await?;
+    let admin = Admin::sign_up(base).await?;
+    let _cleanup = DockerCleanup {
+        team: admin.team.clone(),
+    };
+    let token = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
+    let node = format!("web-{}", std::process::id());
+    let _agent = start_agent(
+        base,
+        token["token"].as_str().unwrap_or_default(),
+        &node,
+        "a",
+    )?;
+    let apps = format!("/api/v1/teams/{}/apps", admin.team);
+    admin
+        .post(
+            &apps,
+            json!({"name": "hello", "port": 8888, "replicas": 2, "cpu_millis": 100,
+                   "memory_mib": 32, "health_check_path": "/healthz"}),
+        )
+        .await?;
+    admin
+        .post(&format!("{apps}/hello/deploys"), json!({"image": IMAGE}))
+        .await?;
+    let ready = admin
+        .wait_instances("hello", "2 ready replicas", |list| {
+            list.len() == 2 && list.iter().all(|i| i["state"] == "ready")
+        })
+        .await?;
+    let started = ready[0]["started_at"].as_str().unwrap_or_default();
+    // `2026-11-28T10:31:02.5Z` is shown as `2026-11-28 10:31:02`.
+    let started_shown = format!("{} {}", &started[..10], &started[11..19]);
+
+    let b = Browser::start(1440, 900).await?;
+    login(&b, base, &admin.email).await?;
+    let shots = screenshot_dir();
+
+    // The app's page lists both instances, ready, on the node, with the deployed image.
+    b.open(&format!("{base}/teams/{}/apps/hello", admin.team))
+        .await?;
+    let table = b
+        .wait_for_text("[data-test=instances-table]", "ready")
+        .await?;
+    let text = table.text().await?;
+    assert_eq!(text.matches("ready").count(), 2, "two ready rows: {text}");
+    assert_eq!(
+        text.matches(node.as_str()).count(),
+        2,
+        "both on {node}: {text}"
+    );
+    assert!(text.contains("127.0.0.1:"), "endpoints shown: {text}");
+    assert!(text.contains(&started_shown), "start time shown: {text}");
+    b.wait_for_text("[data-test=image]", IMAGE).await?;
+    assert_eq!(
+        b.count("[data-test=instances-table] .badge[data-s=ready]")
+            .await?,
+        2
+    );
+    let instances_shot = b.screenshot(&shots, "app-instances").await?;
+
+    // Scaling shows on "Refresh" without reloading the page.
+    admin.scale("hello", 3).await?;
+    admin
+        .wait_instances("hello", "3 ready replicas", |list| {
+            list.len() == 3 && list.iter().all(|i| i["state"] == "ready")
+        })
+        .await?;
+    b.click_text("section[aria-labelledby=instances-title] button", "Refresh")
+        .await?;
+    let deadline = std::time::Instant::now() + gantry_e2e::browser::PATIENCE;
+    while b
+        .count("[data-test=instances-table] .badge[data-s=ready]")
+        .await?
+        != 3
+    {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the third instance never showed after Refresh"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // The admin reaches the nodes from the header: the node, ready, with its instances and zone.
+    b.click_text("header nav a", "Nodes").await?;
+    b.wait_for_path(|p| p == "/nodes").await?;
+    let row = b.wait_for_text("[data-test=nodes-table]", &node).await?;
+    let text = row.text().await?;
+    assert!(text.contains("ready"), "node status shown: {text}");
+    assert!(text.contains("zone=a"), "labels shown: {text}");
+    let nodes_shot = b.screenshot(&shots, "nodes").await?;
+    println!(
+        "screenshots: {} and {}",
+        instances_shot.display(),
+        nodes_shot.display()
+    );
+
+    // Someone who is not a platform admin: no Nodes link, and /nodes says why it is empty.
+    logout(&b).await?;
+    signup(&b, base, "dave@example.com").await?;
+    b.wait_for("header nav a").await?;
+    assert!(
+        !b.page_text().await.contains("Nodes"),
+        "no Nodes link for a non-admin"
+    );
+    b.open(&format!("{base}/nodes")).await?;
+    b.wait_for_text(".error", "platform admin").await?;
     b.client.clone().close().await?;
     Ok(())
 }

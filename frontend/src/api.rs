@@ -9,6 +9,7 @@ use gantry_common::api::{
     AddMember, ApiToken, App, AppSettings, ConfigVars, CreateApp, CreateToken, CreatedToken,
     Credentials, Me, Member, PatchConfig, SessionInfo, UpdateMember,
 };
+use gantry_common::cluster::Node;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -277,6 +278,32 @@ pub async fn config(team: &str, app: &str) -> ApiResult<ConfigVars> {
 pub async fn patch_config(team: &str, app: &str, body: &PatchConfig) -> ApiResult<ConfigVars> {
     let path = format!("/api/v1/teams/{}/apps/{}/config", seg(team), seg(app));
     request(Method::Patch, &path, Some(body)).await
+}
+
+// ---- cluster ----
+
+/// The columns the dashboard shows of an instance (`gantry_common::cluster::Instance` has more):
+/// deserializing only these keeps the wasm smaller.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct InstanceRow {
+    pub state: String,
+    pub node: Option<String>,
+    pub endpoint: Option<String>,
+    pub restarts: u32,
+    pub last_exit_code: Option<i64>,
+    /// RFC 3339, in UTC.
+    pub started_at: Option<String>,
+    pub reason: Option<String>,
+}
+
+pub async fn instances(team: &str, app: &str) -> ApiResult<Vec<InstanceRow>> {
+    let path = format!("/api/v1/teams/{}/apps/{}/instances", seg(team), seg(app));
+    get(&path).await
+}
+
+/// Platform admins only; others get the server's 403.
+pub async fn nodes() -> ApiResult<Vec<Node>> {
+    get("/api/v1/nodes").await
 }
 
 // ---- members ----

@@ -58,6 +58,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=pages::login::Login/>
                 <Route path=path!("/signup") view=pages::signup::Signup/>
                 <Route path=path!("/tokens") view=pages::tokens::Tokens/>
+                <Route path=path!("/nodes") view=pages::nodes::Nodes/>
                 <Route path=path!("/teams/:team/apps") view=pages::apps::Apps/>
                 <Route path=path!("/teams/:team/apps/:app") view=pages::app_detail::AppDetail/>
                 <Route path=path!("/teams/:team/members") view=pages::members::Members/>
@@ -70,7 +71,8 @@ pub fn App() -> impl IntoView {
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    console_error_panic_hook::set_once();
+    // No panic hook: the browser build aborts on panic without formatting a message
+    // (scripts/build-dashboard), so there is nothing for a hook to print.
     leptos::mount::hydrate_body(App);
     // A marker for tests and the performance benchmark: the page is now interactive.
     if let Some(window) = web_sys::window() {

@@ -66,6 +66,7 @@ pub fn Frame(
         let slug = event_target_value(&ev);
         navigate(&format!("/teams/{slug}/apps"), NavigateOptions::default());
     };
+    let admin = move || matches!(session.get(), Some(Ok(me)) if me.user.is_platform_admin);
     let teams = move || match session.get() {
         Some(Ok(me)) => me.teams,
         _ => Vec::new(),
@@ -98,6 +99,7 @@ pub fn Frame(
                 <A href=move || format!("/teams/{}/apps", current())>"Apps"</A>
                 <A href=move || format!("/teams/{}/members", current())>"Team"</A>
                 <A href="/tokens">"API tokens"</A>
+                {move || admin().then(|| view! { <A href="/nodes">"Nodes"</A> })}
             </nav>
             <div class="user">
                 <span class="email" data-test="user-email">{email}</span>

@@ -2,6 +2,8 @@
 
 pub mod feedback;
 pub mod frame;
+pub mod table;
 
 pub use feedback::{EmptyState, ErrorBox, Loading};
 pub use frame::Frame;
+pub use table::{rows_resource, text_table, Empty, Rows};

@@ -1,5 +1,5 @@
-//! `/teams/:team/apps/:app`: an app's settings and config vars. Viewers see settings read-only
-//! and config names with masked values; the server enforces the same rules.
+//! `/teams/:team/apps/:app`: an app's instances, settings and config vars. Viewers see settings
+//! read-only and config names with masked values; the server enforces the same rules.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,7 @@ use leptos_router::NavigateOptions;
 
 use super::param;
 use crate::api;
-use crate::components::{EmptyState, ErrorBox, Frame, Loading};
+use crate::components::{rows_resource, text_table, Empty, EmptyState, ErrorBox, Frame, Loading};
 use crate::session::use_session;
 
 #[component]
@@ -27,6 +27,7 @@ pub fn AppDetail() -> impl IntoView {
         None => view! { <Loading/> }.into_any(),
         Some(Err(e)) => view! { <ErrorBox message=Some(e.message)/> }.into_any(),
         Some(Ok(a)) => view! {
+            <Instances team name/>
             <Settings team app=a.clone()/>
             <Config team name/>
             <Danger team app=a/>
@@ -39,6 +40,76 @@ pub fn AppDetail() -> impl IntoView {
             <h1>{move || name.get()}</h1>
             {body}
         </Frame>
+    }
+}
+
+fn instance_cells(i: api::InstanceRow) -> Vec<String> {
+    let dash = || "—".to_string();
+    vec![
+        i.state,
+        i.node.unwrap_or_else(dash),
+        i.endpoint.unwrap_or_else(dash),
+        i.restarts.to_string(),
+        i.last_exit_code.map_or_else(dash, |c| c.to_string()),
+        i.started_at.as_deref().map_or_else(dash, utc_time),
+        i.reason.unwrap_or_default(),
+    ]
+}
+
+/// `2026-11-28T10:31:02.123Z` as `2026-11-28 10:31:02`: the server's times are UTC, and
+/// slicing costs the wasm nothing next to a date library.
+fn utc_time(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..19)) {
+        (Some(date), Some(time)) => format!("{date} {time}"),
+        _ => rfc3339.to_owned(),
+    }
+}
+
+/// The deployed image and the instances running it, like `kubectl get pods`. Loaded with the
+/// page and on "Refresh" (no polling: the page stays quiet while open).
+#[component]
+fn Instances(team: Signal<String>, name: Signal<String>) -> impl IntoView {
+    let image = RwSignal::new(String::new());
+    let data = rows_resource(Box::new(move || {
+        let (team, name) = (team.get(), name.get());
+        Box::pin(async move {
+            // The app again, so that a refresh also shows a newer deploy's image.
+            let app = api::app(&team, &name).await?;
+            image.set(app.image.unwrap_or_else(|| "not deployed yet".into()));
+            let list = api::instances(&team, &name).await?;
+            Ok(list.into_iter().map(instance_cells).collect())
+        })
+    }));
+    let heads = &[
+        "State",
+        "Node",
+        "Endpoint",
+        "Restarts",
+        "Last exit",
+        "Started (UTC)",
+        "Reason",
+    ];
+    let list = move || {
+        let empty = Empty {
+            title: "No instances",
+            text: "Deploy an image through the API; instances show here as the nodes start them:",
+            code: format!(
+                "POST /api/v1/teams/{}/apps/{}/deploys {{\"image\": \"hello:1\"}}",
+                team.get(),
+                name.get()
+            ),
+        };
+        text_table(data.get(), "instances-table", heads, 0, empty)
+    };
+    view! {
+        <section aria-labelledby="instances-title">
+            <div class="head">
+                <h2 id="instances-title">"Instances"</h2>
+                <button type="button" on:click=move |_| data.refetch()>"Refresh"</button>
+            </div>
+            <p data-test="image">"Image: " {image}</p>
+            {list}
+        </section>
     }
 }
 

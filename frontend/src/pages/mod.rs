@@ -6,6 +6,7 @@ mod auth_form;
 pub mod home;
 pub mod login;
 pub mod members;
+pub mod nodes;
 pub mod not_found;
 pub mod signup;
 pub mod tokens;
