@@ -1,9 +1,9 @@
 //! The dashboard in real headless Chromium against a real server and Postgres: the journeys a
 //! newcomer makes, tenant isolation, and what a viewer can (not) do.
 
+use anyhow::Context;
 use gantry_e2e::browser::{screenshot_dir, Browser, Stack};
-
-const PASSWORD: &str = "correct horse battery";
+use gantry_e2e::cluster::PASSWORD;
 
 async fn signup(b: &Browser, base: &str, email: &str) -> anyhow::Result<String> {
     b.open(&format!("{base}/signup")).await?;
@@ -270,12 +270,8 @@ async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
     };
     let token = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
     let node = format!("web-{}", std::process::id());
-    let _agent = start_agent(
-        base,
-        token["token"].as_str().unwrap_or_default(),
-        &node,
-        "a",
-    )?;
+    let token = token["token"].as_str().context("join token")?;
+    let _agent = start_agent(base, token, &node, "a")?;
     let apps = format!("/api/v1/teams/{}/apps", admin.team);
     admin
         .post(
@@ -292,9 +288,11 @@ async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
             list.len() == 2 && list.iter().all(|i| i["state"] == "ready")
         })
         .await?;
-    let started = ready[0]["started_at"].as_str().unwrap_or_default();
+    let started = ready[0]["started_at"].as_str();
     // `2026-11-28T10:31:02.5Z` is shown as `2026-11-28 10:31:02`.
-    let started_shown = format!("{} {}", &started[..10], &started[11..19]);
+    let started_shown = started
+        .and_then(|s| Some(format!("{} {}", s.get(..10)?, s.get(11..19)?)))
+        .with_context(|| format!("a ready instance has an RFC 3339 start time: {ready:#?}"))?;
 
     let b = Browser::start(1440, 900).await?;
     login(&b, base, &admin.email).await?;
