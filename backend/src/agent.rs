@@ -2,28 +2,47 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use gantry_common::agent::JOIN_TOKEN_PREFIX;
 use gantry_common::NodeName;
+use gantry_orchestrator::agent::connection::plain_and_remote;
+use gantry_orchestrator::agent::identity;
 use gantry_orchestrator::agent::{self, AgentConfig};
 use gantry_orchestrator::runtime::docker::DockerRuntime;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
 use crate::auth::tokens;
-use crate::cluster::agent_socket::JOIN_TOKEN_PREFIX;
 use crate::cluster::EMBEDDED_CLUSTER;
+
+/// How long the join token `gantry up` makes for its own node lives: that node registers with
+/// it at once.
+const LOCAL_JOIN_TOKEN_TTL_MINUTES: i64 = 10;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
-    /// The Gantry server's URL, e.g. http://10.0.0.1:8080.
+    /// The Gantry server's URL, e.g. https://gantry.example.com. Plain http:// is for loopback
+    /// (or with --insecure): the link carries apps' config vars.
     #[arg(long, env = "GANTRY_SERVER")]
     pub server: String,
 
-    /// A join token from `POST /api/v1/nodes/join-tokens` (gjt_…).
+    /// A join token from `POST /api/v1/nodes/join-tokens` (gjt_…). Needed at the node's first
+    /// start only: the agent then registers a credential of its own, kept in --state-dir.
     #[arg(long, env = "GANTRY_JOIN_TOKEN", hide_env_values = true)]
-    pub token: SecretString,
+    pub token: Option<SecretString>,
+
+    /// Where the node's identity (its name and credential) is kept (default
+    /// /var/lib/gantry-agent as root, else ~/.local/state/gantry-agent).
+    #[arg(long, env = "GANTRY_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Allow a plain http:// server that is not on this machine (the credential and the apps'
+    /// config vars then cross the network unencrypted).
+    #[arg(long)]
+    pub insecure: bool,
 
     /// The node's name, unique in the cluster (default: the host name).
     #[arg(long, env = "GANTRY_NODE_NAME")]
@@ -61,18 +80,39 @@ fn default_name() -> anyhow::Result<String> {
     }
 }
 
+fn default_state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/gantry-agent");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/state/gantry-agent")
+}
+
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let name = match args.name {
         Some(name) => NodeName::parse(&name)?.to_string(),
         None => default_name()?,
     };
+    if plain_and_remote(&args.server) && !args.insecure {
+        bail!(
+            "{} is plain http on another machine: the node's credential and the apps' config vars would cross the network unencrypted. Put TLS in front of the server and use https://, or pass --insecure on a network you trust",
+            args.server
+        );
+    }
+    let token = args.token.map(|t| t.expose_secret().to_owned());
+    if let Some(token) = &token {
+        if !tokens::looks_valid_with_prefix(token, JOIN_TOKEN_PREFIX) {
+            bail!("--token must be a join token (gjt_…) from POST /api/v1/nodes/join-tokens");
+        }
+    }
     let runtime = DockerRuntime::connect()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = AgentConfig {
         server: args.server,
-        token: args.token.expose_secret().to_owned(),
+        join_token: token,
         name: name.clone(),
+        state_dir: args.state_dir.unwrap_or_else(default_state_dir),
         address: args.address.to_string(),
         labels: parse_labels(&args.labels)?,
     };
@@ -86,10 +126,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
 }
 
-/// `gantry up`'s own node: a fresh join token for this start, and an agent on the local Docker
-/// engine in this process. Without a reachable Docker engine, Gantry runs without a node (and
-/// says so): apps can be defined, and instances stay pending until a node joins.
-pub async fn spawn_local(db: &PgPool, server: String) -> anyhow::Result<()> {
+/// `gantry up`'s own node: an agent on the local Docker engine in this process, whose identity
+/// is kept in `<data dir>/agent`, so it is the same node at every start. It registers (once) with
+/// a short-lived join token made here. Without a reachable Docker engine, Gantry runs without a
+/// node (and says so): apps can be defined, and instances stay pending until a node joins.
+pub async fn spawn_local(db: &PgPool, server: String, data_dir: &Path) -> anyhow::Result<()> {
     let runtime = match DockerRuntime::connect().await {
         Ok(r) => r,
         Err(e) => {
@@ -98,23 +139,30 @@ pub async fn spawn_local(db: &PgPool, server: String) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let new = tokens::generate_with_prefix(JOIN_TOKEN_PREFIX);
-    let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM join_tokens WHERE created_by IS NULL")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO join_tokens (cluster_id, secret_hash) VALUES ($1, $2)")
+    let state_dir = data_dir.join("agent");
+    let name = default_name().unwrap_or_else(|_| "local".to_owned());
+    let registered = identity::load_or_create(&state_dir, &name, false).is_ok();
+    let join_token = if registered {
+        None
+    } else {
+        let new = tokens::generate_with_prefix(JOIN_TOKEN_PREFIX);
+        sqlx::query(
+            "INSERT INTO join_tokens (cluster_id, secret_hash, expires_at)
+             VALUES ($1, $2, now() + make_interval(mins => $3))",
+        )
         .bind(EMBEDDED_CLUSTER)
         .bind(&new.hash)
-        .execute(&mut *tx)
+        .bind(LOCAL_JOIN_TOKEN_TTL_MINUTES as i32)
+        .execute(db)
         .await?;
-    tx.commit().await?;
-    let name = default_name().unwrap_or_else(|_| "local".to_owned());
+        Some(new.secret)
+    };
     println!("  Node:     {name} (this machine's Docker engine)");
     let config = AgentConfig {
         server,
-        token: new.secret,
+        join_token,
         name,
+        state_dir,
         address: "127.0.0.1".into(),
         labels: BTreeMap::new(),
     };

@@ -1,5 +1,6 @@
-//! The audit log: every mutating action records who, in which team, did what to what, and when.
-//! Written in the same transaction as the change it describes, so neither exists without the other.
+//! The audit logs: every mutating action records who did what to what, and when — in a team's
+//! log, or (nodes, join tokens) in the platform's. Written in the same transaction as the change
+//! it describes, so neither exists without the other.
 
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -7,9 +8,9 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 
-/// Who acted: kept as ids and a readable label.
+/// Who acted: kept as ids and a readable label. No user for what Gantry does itself.
 pub struct Actor {
-    pub user_id: Uuid,
+    pub user_id: Option<Uuid>,
     pub token_id: Option<Uuid>,
     pub label: String,
 }
@@ -17,7 +18,7 @@ pub struct Actor {
 impl From<&Caller> for Actor {
     fn from(caller: &Caller) -> Self {
         Actor {
-            user_id: caller.user.id,
+            user_id: Some(caller.user.id),
             token_id: caller.token().map(|t| t.id),
             label: caller.label(),
         }
@@ -43,6 +44,32 @@ pub async fn record(conn: &mut PgConnection, event: Event) -> sqlx::Result<()> {
     .bind(event.team_id)
     .bind(event.actor.user_id)
     .bind(event.actor.token_id)
+    .bind(event.actor.label)
+    .bind(event.action)
+    .bind(event.target)
+    .bind(event.details)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A platform-wide action (nodes, join tokens), in the log platform admins read.
+pub struct PlatformEvent {
+    /// `node.join`, `node.remove`, `join_token.create`, …
+    pub action: &'static str,
+    /// `node:n1`, `join_token:<id>`, …
+    pub target: String,
+    /// Never a secret.
+    pub details: Value,
+    pub actor: Actor,
+}
+
+pub async fn record_platform(conn: &mut PgConnection, event: PlatformEvent) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO platform_audit_events (actor_user_id, actor, action, target, details)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.actor.user_id)
     .bind(event.actor.label)
     .bind(event.action)
     .bind(event.target)

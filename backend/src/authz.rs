@@ -7,6 +7,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use gantry_common::api::Team;
+use gantry_common::releases::Strategy;
 use gantry_common::{AppName, Permission, Role, TeamSlug};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -15,7 +16,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::{forbidden, not_found, ApiError, ApiResult};
 use crate::extract::ApiPath;
-use crate::state::AppState;
+use crate::state::{App, AppState};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TeamRow {
@@ -124,31 +125,56 @@ impl FromRequestParts<AppState> for TeamAccess {
 pub struct AppRow {
     pub id: Uuid,
     pub name: String,
-    pub port: i32,
+    pub port: Option<i32>,
     pub replicas: i32,
     pub cpu_millis: i32,
     pub memory_mib: i32,
     pub health_check_path: String,
+    pub stop_grace_seconds: i32,
+    pub progress_deadline_seconds: i32,
+    pub strategy: sqlx::types::Json<Strategy>,
+    /// The version of the release that serves.
+    pub release: Option<i32>,
+    /// The image of the release that serves, else of the newest release.
     pub image: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
 
-pub const APP_COLUMNS: &str =
-    "id, name, port, replicas, cpu_millis, memory_mib, health_check_path, image, created_at, updated_at";
+/// The columns of [`AppRow`], for `SELECT` and `RETURNING` on `apps`.
+pub const APP_COLUMNS: &str = "id, name, port, replicas, cpu_millis, memory_mib, \
+    health_check_path, stop_grace_seconds, progress_deadline_seconds, strategy, \
+    (SELECT r.version FROM releases r WHERE r.app_id = apps.id AND r.status = 'active') \
+        AS release, \
+    (SELECT r.image FROM releases r WHERE r.app_id = apps.id \
+        ORDER BY (r.status = 'active') DESC, r.version DESC LIMIT 1) AS image, \
+    created_at, updated_at";
 
 impl AppRow {
-    pub fn to_api(&self, team: TeamSlug) -> gantry_common::api::App {
+    pub fn port(&self) -> Option<u16> {
+        self.port.and_then(|p| u16::try_from(p).ok())
+    }
+
+    pub fn to_api(&self, team: TeamSlug, state: &App) -> gantry_common::api::App {
+        let url = self
+            .port
+            .is_some()
+            .then(|| state.app_url(team.as_str(), &self.name));
         gantry_common::api::App {
             id: self.id,
             name: AppName::parse(&self.name).expect("stored app name is valid"),
             team,
-            port: self.port as u16,
-            replicas: self.replicas as u32,
-            cpu_millis: self.cpu_millis as u32,
-            memory_mib: self.memory_mib as u32,
+            port: self.port(),
+            replicas: self.replicas.max(0) as u32,
+            cpu_millis: self.cpu_millis.max(0) as u32,
+            memory_mib: self.memory_mib.max(0) as u32,
             health_check_path: self.health_check_path.clone(),
+            stop_grace_seconds: self.stop_grace_seconds.max(0) as u32,
+            progress_deadline_seconds: self.progress_deadline_seconds.max(0) as u32,
+            strategy: self.strategy.0,
+            release: self.release.map(|v| v.max(0) as u32),
             image: self.image.clone(),
+            url,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }

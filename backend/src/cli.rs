@@ -142,7 +142,12 @@ async fn serve(config: Config, data_dir: Option<&Path>) -> anyhow::Result<()> {
         println!("Gantry is up at {url}/");
         println!("  REST API: {url}/api/v1 (OpenAPI: {url}/api/v1/openapi.json)");
         println!("  Data:     {}", dir.display());
-        crate::agent::spawn_local(app.db(), format!("http://{host}:{}", app.port())).await?;
+        println!(
+            "  Apps:     http://<app>.<team>.{}:{}/ (the router)",
+            config.apps_domain,
+            app.router_port()
+        );
+        crate::agent::spawn_local(app.db(), format!("http://{host}:{}", app.port()), dir).await?;
         println!(
             "Sign up first: the first account administers this instance. Ctrl-C stops Gantry."
         );

@@ -45,6 +45,15 @@ pub struct ServerArgs {
     /// instances are replaced on other nodes.
     #[arg(long, env = "GANTRY_NODE_TIMEOUT", default_value_t = 20)]
     pub node_timeout: u64,
+
+    /// Address the router (the apps' HTTP entry point) listens on.
+    #[arg(long, env = "GANTRY_ROUTER_LISTEN", default_value = "127.0.0.1:8000")]
+    pub router_listen: SocketAddr,
+
+    /// Apps are served at `<app>.<team>.<apps-domain>`. The default, `localhost`, works in
+    /// browsers and curl without any DNS set-up.
+    #[arg(long, env = "GANTRY_APPS_DOMAIN", default_value = "localhost")]
+    pub apps_domain: String,
 }
 
 /// The server's configuration once checked.
@@ -59,6 +68,9 @@ pub struct Config {
     pub session_max_age: Duration,
     pub db_max_connections: u32,
     pub node_timeout: Duration,
+    pub router_listen: SocketAddr,
+    /// Lower case, without a trailing dot.
+    pub apps_domain: String,
 }
 
 impl Config {
@@ -88,6 +100,8 @@ impl Config {
             session_max_age: Duration::from_secs(args.session_max_hours * 3600),
             db_max_connections: args.db_max_connections.max(2),
             node_timeout: Duration::from_secs(args.node_timeout),
+            router_listen: args.router_listen,
+            apps_domain: parse_apps_domain(&args.apps_domain)?,
         })
     }
 }
@@ -105,6 +119,26 @@ fn parse_public_url(url: &str) -> anyhow::Result<String> {
         bail!("GANTRY_PUBLIC_URL {url:?} must be just scheme://host[:port], without a path");
     }
     Ok(url.to_owned())
+}
+
+/// Checks a DNS name (`localhost`, `apps.example.com`) for app hosts to end in.
+fn parse_apps_domain(domain: &str) -> anyhow::Result<String> {
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !domain.is_empty()
+        && domain.len() <= 200
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+    if !valid {
+        bail!("GANTRY_APPS_DOMAIN {domain:?} must be a DNS name such as localhost or apps.example.com");
+    }
+    Ok(domain)
 }
 
 /// The 32-byte key that seals config vars.
@@ -163,6 +197,18 @@ mod tests {
             .contains("32 bytes"));
         assert!(SecretKey::parse("not base64!").is_err());
         assert_eq!(format!("{k:?}"), "SecretKey(***)");
+    }
+
+    #[test]
+    fn apps_domains() {
+        assert_eq!(
+            parse_apps_domain("Apps.Example.com.").unwrap(),
+            "apps.example.com"
+        );
+        assert_eq!(parse_apps_domain("localhost").unwrap(), "localhost");
+        for bad in ["", "a..b", "-a.com", "a b", "a/b", "*.example.com"] {
+            assert!(parse_apps_domain(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,8 +6,14 @@
 //! - [`routes`]: one file per resource action, registered (with OpenAPI) in `routes/mod.rs`.
 //! - [`auth`]: passwords, login throttle, sessions and CSRF, API tokens, the `Caller` extractor.
 //! - [`authz`]: `TeamAccess`/`AppAccess`, the one gate of every team-scoped route.
-//! - [`cluster`]: the embedded cluster's server side: the agent websocket, the hub of connected
-//!   agents, and the reconciler (placement, node failure, drains) over Postgres.
+//! - [`releases`]: making releases (deploys, config and settings changes, rollbacks) and reading
+//!   them.
+//! - [`rollouts`]: the rollout controller, above the `Cluster` seam: which release sets get how
+//!   many instances, and which release becomes active, fails or is superseded.
+//! - [`routing`]: keeps the apps' router's table equal to the cluster's ready endpoints.
+//! - [`cluster`]: the embedded cluster, the default `Cluster`: the agent websocket, the hub of
+//!   connected agents, and the reconciler (placement, node failure, drains, taking instances out
+//!   of the route before they stop) over Postgres.
 //! - [`audit`]: recording who did what in a team.
 //! - [`crypto`]: sealing config var values at rest.
 //! - [`dashboard`]: server-side rendering of the Leptos dashboard and its embedded assets.
@@ -28,7 +34,10 @@ pub mod dashboard;
 pub mod embedded_pg;
 pub mod error;
 pub mod extract;
+pub mod releases;
+pub mod rollouts;
 pub mod routes;
+pub mod routing;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

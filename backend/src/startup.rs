@@ -13,22 +13,24 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use gantry_orchestrator::router::{Router as AppRouter, RouterConfig};
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{ExpiredDeletion, Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
 use crate::auth::{origin, password, throttle};
-use crate::cluster::{reconciler, Cluster};
+use crate::cluster::{reconciler, EmbeddedCluster};
 use crate::config::Config;
 use crate::crypto::Sealer;
 use crate::error::{not_found, ApiError};
 use crate::state::{App, AppState};
-use crate::{dashboard, routes};
+use crate::{dashboard, releases, rollouts, routes, routing};
 
 pub const SESSION_COOKIE: &str = "gantry_session";
 /// Request bodies above this are refused with 413 (config values are at most 32 KiB each).
@@ -41,6 +43,10 @@ pub struct Application {
     router: Router,
     port: u16,
     db: PgPool,
+    /// The apps' router and its own listener.
+    app_router: Arc<AppRouter>,
+    app_listener: TcpListener,
+    app_port: u16,
 }
 
 impl Application {
@@ -65,14 +71,46 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
 
+        let app_listener = TcpListener::bind(config.router_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "failed to listen on {} for the router (GANTRY_ROUTER_LISTEN)",
+                    config.router_listen
+                )
+            })?;
+        let app_port = app_listener.local_addr()?.port();
+        let app_router = AppRouter::new(RouterConfig {
+            apps_domain: config.apps_domain.clone(),
+            public_port: app_port,
+            ..RouterConfig::default()
+        });
+        let embedded = Arc::new(EmbeddedCluster::new(
+            db.clone(),
+            Sealer::new(&config.secret_key),
+            config.node_timeout,
+            app_router.clone(),
+        ));
         let state = AppState(Arc::new(App {
             db: db.clone(),
             sealer: Sealer::new(&config.secret_key),
             public_url: public_url.clone(),
             session_max_age: config.session_max_age,
-            cluster: Cluster::new(config.node_timeout),
+            embedded: embedded.clone(),
+            cluster: embedded.clone(),
+            router: app_router.clone(),
+            apps_domain: config.apps_domain.clone(),
+            router_port: app_port,
+            listen: addr,
+            rollouts: Notify::new(),
+            routes: Notify::new(),
         }));
-        tokio::spawn(reconciler::run_forever(state.clone()));
+        releases::legacy::adopt_legacy_deploys(&state)
+            .await
+            .context("failed to turn deploys made before releases into releases")?;
+        tokio::spawn(reconciler::run_forever(embedded));
+        tokio::spawn(rollouts::run_forever(state.clone()));
+        tokio::spawn(routing::run_forever(state.clone()));
 
         let store = PostgresStore::new(db.clone());
         tokio::spawn(
@@ -110,6 +148,9 @@ impl Application {
             router,
             port: addr.port(),
             db,
+            app_router,
+            app_listener,
+            app_port,
         })
     }
 
@@ -117,19 +158,41 @@ impl Application {
         self.port
     }
 
+    /// The port the apps' router listens on.
+    pub fn router_port(&self) -> u16 {
+        self.app_port
+    }
+
     pub fn db(&self) -> &PgPool {
         &self.db
     }
 
-    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    /// Serves the API and the apps' router until `shutdown` resolves, then finishes the
+    /// requests in flight of both.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let apps = tokio::spawn(
+            self.app_router
+                .serve(self.app_listener, until(stopped.clone())),
+        );
         axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(until(stopped))
             .await
             .context("server error")?;
+        match apps.await {
+            Ok(result) => result.context("router error")?,
+            Err(e) => return Err(anyhow::anyhow!("the router task failed: {e}")),
+        }
         self.db.close().await;
         Ok(())
     }

@@ -3,9 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gantry_orchestrator::cluster::Cluster;
+use gantry_orchestrator::router::Router;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 
-use crate::cluster::Cluster;
+use crate::cluster::EmbeddedCluster;
 use crate::crypto::Sealer;
 
 #[derive(Clone)]
@@ -21,13 +24,44 @@ impl std::ops::Deref for AppState {
 pub struct App {
     /// The control plane's database: all durable state.
     pub db: PgPool,
-    /// Seals and opens config var values.
+    /// Seals and opens config var values and releases' config.
     pub sealer: Sealer,
     /// `scheme://host[:port]` people use to reach us; cookie-authenticated writes must come from
     /// this origin (or the request's own host).
     pub public_url: String,
     /// Sessions end this long after login, however active (the idle limit is the store's).
     pub session_max_age: Duration,
-    /// The embedded cluster: connected agents and the reconciler's wake-up.
-    pub cluster: Cluster,
+    /// The embedded cluster: its agents and nodes.
+    pub embedded: Arc<EmbeddedCluster>,
+    /// Where apps run. Every app targets the embedded cluster until Kubernetes clusters can be
+    /// registered; the controllers and routes speak only this trait.
+    pub cluster: Arc<dyn Cluster>,
+    /// The apps' HTTP router (its own listener).
+    pub router: Arc<Router>,
+    /// Apps are served at `<app>.<team>.<apps_domain>`.
+    pub apps_domain: String,
+    /// The port the router listens on, for the apps' URLs.
+    pub router_port: u16,
+    /// Where the API (and the agents' websocket) listens.
+    pub listen: std::net::SocketAddr,
+    /// Wakes the rollout controller (a release was made, an app scaled).
+    pub rollouts: Notify,
+    /// Wakes the route sync (an app was created or deleted, or its port changed).
+    pub routes: Notify,
+}
+
+impl App {
+    /// The server listens beyond loopback: agents on other machines can join.
+    pub fn agents_may_be_remote(&self) -> bool {
+        !self.listen.ip().is_loopback()
+    }
+
+    /// Where the router serves an app.
+    pub fn app_url(&self, team: &str, app: &str) -> String {
+        let host = format!("{app}.{team}.{}", self.apps_domain);
+        match self.router_port {
+            80 => format!("http://{host}/"),
+            port => format!("http://{host}:{port}/"),
+        }
+    }
 }

@@ -8,8 +8,14 @@
 //! Versioning: the agent's first frame is [`AgentMessage::Hello`] with [`PROTOCOL_VERSION`].
 //! A server that does not speak that version answers [`ServerMessage::Refused`] with a message
 //! for the operator and closes; unknown message types are refused the same way.
+//!
+//! Credentials travel in the upgrade request's headers, never in frames: an agent presents its
+//! node credential ([`NODE_CREDENTIAL_PREFIX`]) as `Authorization: Bearer …`, and the first time
+//! also a join token in [`JOIN_TOKEN_HEADER`]. Desired sets carry the apps' config vars (their
+//! environment), so the link is as secret as the config: `wss://` whenever it leaves the machine.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -17,8 +23,17 @@ use uuid::Uuid;
 
 use crate::cluster::{InstanceState, NodeResources};
 
-/// Bumped on any change an older peer would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any change an older peer would misread. 2: node credentials, environments,
+/// releases, stop orders and image digests.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// A join token (`POST /api/v1/nodes/join-tokens`) starts with this.
+pub const JOIN_TOKEN_PREFIX: &str = "gjt_";
+/// A node's own credential starts with this: made by the agent, registered with a join token at
+/// its first connection, then the only thing that lets an agent speak for that node.
+pub const NODE_CREDENTIAL_PREFIX: &str = "gnc_";
+/// The upgrade request header that carries a join token at a node's first connection.
+pub const JOIN_TOKEN_HEADER: &str = "x-gantry-join-token";
 
 /// How often an agent heartbeats; the server's node timeout is several of these.
 pub const HEARTBEAT_SECONDS: u64 = 2;
@@ -51,9 +66,9 @@ pub enum AgentMessage {
 pub enum ServerMessage {
     /// Registration accepted.
     Welcome { node_id: Uuid },
-    /// Registration refused (old protocol, bad or expired token, unknown message); the agent
-    /// should not retry until an operator acts, so the message says what to do. A second agent
-    /// under a name already connected is not refused: the newest connection replaces the old.
+    /// Registration refused (old protocol, a name that belongs to another node's credential, a
+    /// node removed by an admin, an unknown message); the agent should not retry until an
+    /// operator acts, so the message says what to do.
     Refused { reason: String },
     /// The complete set of instances this node must run.
     Desired {
@@ -62,18 +77,46 @@ pub enum ServerMessage {
     },
 }
 
-/// Everything an agent needs to run one instance, frozen when the instance is created.
+/// Everything an agent needs to run one instance of a release, or to stop it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredInstance {
     pub id: Uuid,
     pub team: String,
     pub app: String,
+    /// The release's version (`GANTRY_RELEASE=v<n>` in the environment).
+    pub release: u32,
     pub image: String,
-    /// The port the app listens on inside the container.
-    pub port: u16,
+    /// When known, the image id (`sha256:…`) the release runs: an image that now resolves to
+    /// another id is refused rather than run.
+    pub image_digest: Option<String>,
+    /// The port the app listens on inside the container; `None` for a worker (not published,
+    /// not probed: ready once running).
+    pub port: Option<u16>,
     pub cpu_millis: u32,
     pub memory_mib: u32,
     pub health_check_path: String,
+    /// The container's environment: config vars plus `PORT`, `GANTRY_APP`, `GANTRY_RELEASE`.
+    pub env: Env,
+    /// An instance not ready this long after it started is replaced (a startup deadline).
+    pub ready_timeout_seconds: u32,
+    /// Between SIGTERM and SIGKILL when it is stopped.
+    pub stop_grace_seconds: u32,
+    /// The server wants it gone: SIGTERM, at most `stop_grace_seconds`, SIGKILL, remove. Sent
+    /// only once the router no longer sends it requests. The agent stops reporting it once its
+    /// container is gone.
+    pub stop: bool,
+}
+
+/// Environment variables of a container. Values are secrets (config vars): `Debug` shows the
+/// names only, so a stray `{:?}` cannot leak them into a log.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Env(pub BTreeMap<String, String>);
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// What the agent sees of one instance.
@@ -89,6 +132,8 @@ pub struct ObservedInstance {
     pub last_exit_code: Option<i64>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub started_at: Option<OffsetDateTime>,
+    /// The id (`sha256:…`) of the image its container runs.
+    pub image_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -129,5 +174,16 @@ mod tests {
     fn an_unknown_message_type_is_an_error_not_a_default() {
         assert!(serde_json::from_str::<ServerMessage>(r#"{"type":"teleport"}"#).is_err());
         assert!(serde_json::from_str::<AgentMessage>(r#"{"type":"hello"}"#).is_err());
+    }
+
+    #[test]
+    fn an_environment_never_shows_its_values_in_debug() {
+        let env = Env(BTreeMap::from([(
+            "DATABASE_URL".to_owned(),
+            "postgres://u:hunter2@db/x".to_owned(),
+        )]));
+        let shown = format!("{env:?}");
+        assert!(shown.contains("DATABASE_URL"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

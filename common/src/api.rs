@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::names::{AppName, ConfigKey, Email, Label, Password, TeamSlug};
+use crate::releases::Strategy;
 use crate::roles::Role;
 
 // ---- accounts ----
@@ -162,10 +163,13 @@ pub struct CreatedToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct App {
     pub id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub name: AppName,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub team: TeamSlug,
-    /// The port the app's process listens on inside its container.
-    pub port: u16,
+    /// The port the app's process listens on inside its container (`PORT` in its
+    /// environment); `null` for a worker, which is not routed.
+    pub port: Option<u16>,
     pub replicas: u32,
     /// CPU limit per replica in millicores (1000 = one core).
     pub cpu_millis: u32,
@@ -173,9 +177,20 @@ pub struct App {
     pub memory_mib: u32,
     /// HTTP path probed to decide whether a replica is ready.
     pub health_check_path: String,
-    /// The image deployed last (`POST …/deploys`); none before the first deploy.
+    /// Seconds between SIGTERM and SIGKILL when an instance stops (after the router stopped
+    /// sending it requests and those in flight finished).
+    pub stop_grace_seconds: u32,
+    /// A rollout fails when no new instance became ready for this long.
+    pub progress_deadline_seconds: u32,
+    pub strategy: Strategy,
+    /// The release that serves the app, if any.
+    pub release: Option<u32>,
+    /// The image of the release that serves (or of the newest release while none does yet);
+    /// none before the first deploy.
     #[serde(default)]
     pub image: Option<String>,
+    /// Where the router serves it, e.g. `http://hello.acme.localhost:8000/`; none for a worker.
+    pub url: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -193,6 +208,10 @@ pub mod app_limits {
     pub const MEMORY_MIB: std::ops::RangeInclusive<u32> = 16..=262_144;
     pub const DEFAULT_HEALTH_CHECK_PATH: &str = "/";
     pub const HEALTH_CHECK_PATH_MAX_LEN: usize = 512;
+    pub const DEFAULT_STOP_GRACE_SECONDS: u32 = 30;
+    pub const STOP_GRACE_SECONDS: std::ops::RangeInclusive<u32> = 0..=3600;
+    pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: u32 = 300;
+    pub const PROGRESS_DEADLINE_SECONDS: std::ops::RangeInclusive<u32> = 5..=86_400;
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,23 +225,50 @@ pub struct CreateApp {
 }
 
 /// The changeable settings of an app; absent fields keep their current (or default) value.
+/// A change of port, CPU, memory or health check makes a new release (when the app has one);
+/// replicas scale the release that serves; the stop grace and progress deadline apply at once.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AppSettings {
-    pub port: Option<u16>,
+    /// `null` makes the app a worker: no port, not routed, ready once running.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u16>, nullable, minimum = 1, maximum = 65535))]
+    pub port: Option<Option<u16>>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub replicas: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 10, maximum = 64000))]
     pub cpu_millis: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 16, maximum = 262144))]
     pub memory_mib: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^/[!-~]*$", max_length = 512))]
     pub health_check_path: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 3600))]
+    pub stop_grace_seconds: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 5, maximum = 86400))]
+    pub progress_deadline_seconds: Option<u32>,
+}
+
+/// Reads a present field (even `null`) as `Some`, so `{"port": null}` ("no port") differs from
+/// a body without `port` ("keep it"), which `#[serde(default)]` makes `None`.
+fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl AppSettings {
     /// Checks every given field against [`app_limits`], naming the first one out of range.
     pub fn validate(&self) -> Result<(), String> {
         use app_limits::*;
-        if self.port == Some(0) {
-            return Err("port must be between 1 and 65535".into());
+        if self.port == Some(Some(0)) {
+            return Err("port must be between 1 and 65535, or null for a worker".into());
         }
         if let Some(r) = self.replicas {
             if r > MAX_REPLICAS {
@@ -252,6 +298,24 @@ impl AppSettings {
             if !p.starts_with('/') || !printable || p.len() > HEALTH_CHECK_PATH_MAX_LEN {
                 return Err(format!(
                     "health_check_path must start with '/' and hold at most {HEALTH_CHECK_PATH_MAX_LEN} printable ASCII characters without spaces"
+                ));
+            }
+        }
+        if let Some(g) = self.stop_grace_seconds {
+            if !STOP_GRACE_SECONDS.contains(&g) {
+                return Err(format!(
+                    "stop_grace_seconds must be between {} and {}",
+                    STOP_GRACE_SECONDS.start(),
+                    STOP_GRACE_SECONDS.end()
+                ));
+            }
+        }
+        if let Some(d) = self.progress_deadline_seconds {
+            if !PROGRESS_DEADLINE_SECONDS.contains(&d) {
+                return Err(format!(
+                    "progress_deadline_seconds must be between {} and {}",
+                    PROGRESS_DEADLINE_SECONDS.start(),
+                    PROGRESS_DEADLINE_SECONDS.end()
                 ));
             }
         }
@@ -342,26 +406,46 @@ mod tests {
         let err = serde_json::from_str::<CreateApp>(r#"{"name":"Web"}"#).unwrap_err();
         assert!(err.to_string().contains("app name"), "{err}");
         let ok = serde_json::from_str::<CreateApp>(r#"{"name":"web","port":3000}"#).unwrap();
-        assert_eq!(ok.settings.port, Some(3000));
+        assert_eq!(ok.settings.port, Some(Some(3000)));
+        let worker = serde_json::from_str::<CreateApp>(r#"{"name":"web","port":null}"#).unwrap();
+        assert_eq!(worker.settings.port, Some(None));
+        let default = serde_json::from_str::<CreateApp>(r#"{"name":"web"}"#).unwrap();
+        assert_eq!(default.settings.port, None);
     }
 
     #[test]
     fn settings_limits() {
         let ok = AppSettings {
-            port: Some(80),
+            port: Some(Some(80)),
             replicas: Some(0),
             cpu_millis: Some(250),
             memory_mib: Some(128),
             health_check_path: Some("/healthz?full=1".into()),
+            stop_grace_seconds: Some(0),
+            progress_deadline_seconds: Some(30),
         };
         assert_eq!(ok.validate(), Ok(()));
         let cases = [
             (
                 AppSettings {
-                    port: Some(0),
+                    port: Some(Some(0)),
                     ..Default::default()
                 },
                 "port",
+            ),
+            (
+                AppSettings {
+                    stop_grace_seconds: Some(3601),
+                    ..Default::default()
+                },
+                "stop_grace_seconds",
+            ),
+            (
+                AppSettings {
+                    progress_deadline_seconds: Some(1),
+                    ..Default::default()
+                },
+                "progress_deadline_seconds",
             ),
             (
                 AppSettings {

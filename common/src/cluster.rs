@@ -26,17 +26,26 @@ pub enum NodeStatus {
     Cordoned,
     /// Its instances are being moved elsewhere (replacements first).
     Draining,
+    /// Removed by an admin: drained like `draining`, then deleted, and its credential stops
+    /// working.
+    Removing,
 }
 
 impl NodeStatus {
-    /// Down outranks draining, which outranks cordoned.
-    pub fn from_flags(down: bool, cordoned: bool, draining: bool) -> Self {
-        match (down, draining, cordoned) {
-            (true, _, _) => NodeStatus::Down,
-            (false, true, _) => NodeStatus::Draining,
-            (false, false, true) => NodeStatus::Cordoned,
-            (false, false, false) => NodeStatus::Ready,
+    /// Down outranks removing, which outranks draining, which outranks cordoned.
+    pub fn from_flags(down: bool, cordoned: bool, draining: bool, removing: bool) -> Self {
+        match (down, removing, draining, cordoned) {
+            (true, _, _, _) => NodeStatus::Down,
+            (false, true, _, _) => NodeStatus::Removing,
+            (false, false, true, _) => NodeStatus::Draining,
+            (false, false, false, true) => NodeStatus::Cordoned,
+            (false, false, false, false) => NodeStatus::Ready,
         }
+    }
+
+    /// Its instances move elsewhere (replacements first).
+    pub fn evacuating(self) -> bool {
+        matches!(self, NodeStatus::Draining | NodeStatus::Removing)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +54,7 @@ impl NodeStatus {
             NodeStatus::Down => "down",
             NodeStatus::Cordoned => "cordoned",
             NodeStatus::Draining => "draining",
+            NodeStatus::Removing => "removing",
         }
     }
 }
@@ -77,21 +87,27 @@ pub struct Node {
     pub allocated: NodeResources,
     pub instances: u32,
     pub agent_version: String,
+    /// Problems an operator should fix, e.g. a loopback address the router cannot reach.
+    pub warnings: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub last_seen_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateJoinToken {
-    /// How long agents can use the token to connect, in seconds; absent means until revoked.
-    /// Agents present it on every (re)connect, so an expired token also keeps joined nodes out.
+    /// How long agents can use the token to join, in seconds (default 24 hours). A node uses it
+    /// once, at its first connection, to register the node's own credential; after that the
+    /// token's expiry or revocation does not affect the node.
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 315360000))]
     pub ttl_seconds: Option<u32>,
 }
 
+pub const JOIN_TOKEN_DEFAULT_TTL_SECONDS: u32 = 24 * 3600;
+pub const JOIN_TOKEN_MIN_TTL_SECONDS: u32 = 60;
 pub const JOIN_TOKEN_MAX_TTL_SECONDS: u32 = 10 * 365 * 24 * 3600;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,8 +116,27 @@ pub struct CreatedJoinToken {
     pub id: Uuid,
     /// Give it to `gantry agent --token`. Shown once; stored only as a hash.
     pub token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// A join token as `GET /api/v1/nodes/join-tokens` lists it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JoinToken {
+    pub id: Uuid,
+    /// Who made it; `null` for the token `gantry up` makes for its own node.
+    pub created_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Nodes that joined with it.
+    pub nodes_joined: u32,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
 }
 
 // ---- deploys and scaling ----
@@ -119,6 +154,7 @@ pub struct CreateDeploy {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Scale {
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub replicas: u32,
 }
 
@@ -131,12 +167,13 @@ impl Scale {
     }
 }
 
-/// What an app is asked to run after a deploy or a scale.
+/// What an app runs after a scale: the serving release and its replica count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Workload {
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
-    pub image: Option<ImageRef>,
+    /// The release that serves (or is rolling out); none before the first deploy.
+    pub release: Option<u32>,
+    pub image: Option<String>,
     pub replicas: u32,
 }
 
@@ -159,6 +196,8 @@ pub enum InstanceState {
     CrashLoop,
     /// The image could not be found or pulled; retried with backoff. `reason` has the engine's message.
     ImagePullError,
+    /// Taken out of the route; its requests in flight finish before it is stopped.
+    Draining,
     /// Being stopped and removed.
     Stopping,
     /// Stopped (its container exited and is not restarted).
@@ -168,13 +207,14 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
-    pub const ALL: [InstanceState; 9] = [
+    pub const ALL: [InstanceState; 10] = [
         InstanceState::Pending,
         InstanceState::Creating,
         InstanceState::Running,
         InstanceState::Ready,
         InstanceState::CrashLoop,
         InstanceState::ImagePullError,
+        InstanceState::Draining,
         InstanceState::Stopping,
         InstanceState::Stopped,
         InstanceState::Lost,
@@ -188,6 +228,7 @@ impl InstanceState {
             InstanceState::Ready => "ready",
             InstanceState::CrashLoop => "crash_loop",
             InstanceState::ImagePullError => "image_pull_error",
+            InstanceState::Draining => "draining",
             InstanceState::Stopping => "stopping",
             InstanceState::Stopped => "stopped",
             InstanceState::Lost => "lost",
@@ -212,6 +253,8 @@ pub struct Instance {
     pub state: InstanceState,
     /// Why it is pending, or the engine's message for an image or crash error.
     pub reason: Option<String>,
+    /// The release it runs (none for an instance left from before releases).
+    pub release: Option<u32>,
     pub image: String,
     pub node: Option<String>,
     /// Where it answers: `address:port` on its node.

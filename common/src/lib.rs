@@ -10,6 +10,8 @@
 //! - [`cluster`]: REST bodies of the embedded cluster: nodes, join tokens, deploys, scaling,
 //!   instances and their states, and the checked `ImageRef`.
 //! - [`agent`]: the versioned agent protocol (server ↔ node agent) over a websocket.
+//! - [`releases`]: releases, their statuses, rollout strategies and progress.
+//! - [`routes`]: the router's view of an app (release sets, weights, endpoints, counters).
 //! - [`error`]: the single error body every API error uses.
 
 pub mod agent;
@@ -17,7 +19,9 @@ pub mod api;
 pub mod cluster;
 pub mod error;
 pub mod names;
+pub mod releases;
 pub mod roles;
+pub mod routes;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use names::{AppName, ConfigKey, Email, Label, NameError, NodeName, Password, TeamSlug};

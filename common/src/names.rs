@@ -167,7 +167,7 @@ impl ConfigKey {
     pub const MAX_LEN: usize = 256;
 
     /// Environment-variable names: letters, digits and `_`, not starting with a digit.
-    /// `GANTRY_` is reserved for variables the platform sets itself.
+    /// `PORT` and `GANTRY_…` are reserved for variables the platform sets itself.
     pub fn parse(s: &str) -> Result<Self, NameError> {
         if s.is_empty() {
             return Err(NameError("config var names must not be empty".into()));
@@ -183,6 +183,12 @@ impl ConfigKey {
             return Err(NameError(format!(
                 "config var name {s:?} is not valid: use letters, digits and '_', not starting with a digit"
             )));
+        }
+        if s == "PORT" {
+            return Err(NameError(
+                "config var name \"PORT\" is reserved: Gantry sets PORT to the app's port setting"
+                    .into(),
+            ));
         }
         if s.to_ascii_uppercase().starts_with("GANTRY_") {
             return Err(NameError(format!(
@@ -322,6 +328,7 @@ mod tests {
             "A B",
             "GANTRY_X",
             "gantry_port",
+            "PORT",
             &"A".repeat(257),
         ] {
             assert!(ConfigKey::parse(bad).is_err(), "{bad}");

@@ -71,14 +71,19 @@ impl Drop for DockerCleanup {
 
 pub struct Server {
     pub process: Running,
+    /// Where the apps' router listens.
+    pub router_port: u16,
 }
 
-pub async fn start_server(db_url: &str, port: u16) -> anyhow::Result<Server> {
+/// A `gantry server` with its API on `port` and its router on `router_port`; the same ports
+/// after a restart make the same server for the agents and the clients.
+pub async fn start_server(db_url: &str, port: u16, router_port: u16) -> anyhow::Result<Server> {
     let mut cmd = gantry();
     cmd.arg("server")
         .env("DATABASE_URL", db_url)
         .env("GANTRY_SECRET_KEY", "1".repeat(64))
         .env("GANTRY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GANTRY_ROUTER_LISTEN", format!("127.0.0.1:{router_port}"))
         .env("GANTRY_NODE_TIMEOUT", NODE_TIMEOUT);
     let mut process = Running::spawn(cmd)?;
     process
@@ -90,14 +95,27 @@ pub async fn start_server(db_url: &str, port: u16) -> anyhow::Result<Server> {
         Duration::from_secs(10),
     )
     .await?;
-    Ok(Server { process })
+    Ok(Server {
+        process,
+        router_port,
+    })
 }
 
-pub fn start_agent(base: &str, token: &str, name: &str, zone: &str) -> anyhow::Result<Running> {
+/// A `gantry agent` for node `name`, keeping its identity in `<state_root>/<name>`: started
+/// again with the same root, it is the same node.
+pub fn start_agent(
+    base: &str,
+    token: &str,
+    name: &str,
+    zone: &str,
+    state_root: &std::path::Path,
+) -> anyhow::Result<Running> {
     let mut cmd = gantry();
     cmd.arg("agent")
         .args(["--server", base, "--name", name, "--labels"])
         .arg(format!("zone={zone}"))
+        .arg("--state-dir")
+        .arg(state_root.join(name))
         .env("GANTRY_JOIN_TOKEN", token)
         .env("GANTRY_LOG", "info");
     if let Some(host) = std::env::var_os("DOCKER_HOST") {
@@ -211,6 +229,30 @@ impl Admin {
         )
         .await
         .map(drop)
+    }
+
+    /// Waits until release `version` of the app has `status`; returns it.
+    pub async fn wait_release(
+        &self,
+        app: &str,
+        version: u32,
+        status: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
+        let path = format!("/api/v1/teams/{}/apps/{app}/releases/{version}", self.team);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.get(&path).await;
+            if let Ok(release) = &last {
+                if release["status"] == status {
+                    return Ok(release.clone());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("v{version} of {app} did not become {status} within {timeout:?}: {last:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Waits until `check` holds for the app's instances; the error shows the last listing.

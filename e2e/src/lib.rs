@@ -32,6 +32,9 @@ pub fn gantry() -> Command {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GANTRY_LOG", "info")
+        // Tests run servers side by side: each router on a port of its own unless a test
+        // names one.
+        .env("GANTRY_ROUTER_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     cmd

@@ -46,8 +46,9 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
     let _postgres = StopPostgresOnDrop(dir.path().to_path_buf());
     let db_url = start_postgres(dir.path()).await?;
     let port = free_port();
+    let router_port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = start_server(&db_url, port).await?;
+    let mut server = start_server(&db_url, port, router_port).await?;
 
     let admin = Admin::sign_up(&base).await?;
     let _cleanup = DockerCleanup {
@@ -59,7 +60,13 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
     let names: Vec<String> = (1..=3).map(|n| format!("e2e-{run}-n{n}")).collect();
     let mut agents = Vec::new();
     for (n, name) in names.iter().enumerate() {
-        agents.push(start_agent(&base, &token, name, &format!("z{n}"))?);
+        agents.push(start_agent(
+            &base,
+            &token,
+            name,
+            &format!("z{n}"),
+            dir.path(),
+        )?);
     }
     let deadline = Instant::now() + CONVERGE;
     loop {
@@ -155,7 +162,7 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
     assert_eq!(dead["status"], "down");
 
     // The node comes back: the lost instance is cleaned up, nothing is duplicated.
-    agents[0] = start_agent(&base, &token, victim, "z0")?;
+    agents[0] = start_agent(&base, &token, victim, "z0", dir.path())?;
     admin
         .wait_instances(
             "hello",
@@ -184,7 +191,7 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
     admin.scale("hello", 5).await?;
     kill9(&server.process)?;
     let _ = server.process.child.wait().await;
-    server = start_server(&db_url, port).await?;
+    server = start_server(&db_url, port, router_port).await?;
     admin
         .wait_instances(
             "hello",
@@ -201,7 +208,8 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
         );
     }
 
-    // An image nobody can pull is an instance state with the engine's message, not a crash.
+    // An image nobody can pull fails its release at once, with the engine's message; nothing
+    // is left running.
     admin
         .post(
             &format!("/api/v1/teams/{}/apps", admin.team),
@@ -216,16 +224,19 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
             json!({"image": "127.0.0.1:1/nope/missing:1"}),
         )
         .await?;
-    let list = admin
-        .wait_instances("broken", "image_pull_error", |list| {
-            list.iter().any(|i| state(i) == "image_pull_error")
+    let release = admin
+        .wait_release("broken", 1, "failed", Duration::from_secs(60))
+        .await?;
+    let reason = release["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("image_pull_error") && reason.contains("127.0.0.1:1"),
+        "the engine's message is shown: {release:#}"
+    );
+    admin
+        .wait_instances("broken", "nothing left of the failed release", |list| {
+            list.is_empty()
         })
         .await?;
-    let reason = list[0]["reason"].as_str().unwrap_or_default();
-    assert!(
-        !reason.is_empty(),
-        "the engine's message is shown: {list:#?}"
-    );
 
     let nodes: BTreeMap<String, Value> = admin
         .nodes()

@@ -263,7 +263,7 @@ async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
     let db_url = start_postgres(dir.path()).await?;
     let port = free_port();
     let base = &format!("http://127.0.0.1:{port}");
-    let _server = start_server(&db_url, port).await?;
+    let _server = start_server(&db_url, port, free_port()).await?;
     let admin = Admin::sign_up(base).await?;
     let _cleanup = DockerCleanup {
         team: admin.team.clone(),
@@ -271,7 +271,7 @@ async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
     let token = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
     let node = format!("web-{}", std::process::id());
     let token = token["token"].as_str().context("join token")?;
-    let _agent = start_agent(base, token, &node, "a")?;
+    let _agent = start_agent(base, token, &node, "a", dir.path())?;
     let apps = format!("/api/v1/teams/{}/apps", admin.team);
     admin
         .post(

@@ -3,6 +3,10 @@
 //! `cluster` module; everything it decides with is a pure function here.
 //!
 //! # Layout
+//! - [`cluster`]: the `Cluster` trait, the seam between the control plane's controllers and
+//!   wherever apps run (this orchestrator, or Kubernetes), and the router's `TrafficGate`.
+//! - [`rollout`]: pure rollout plan: how many instances each release set gets next, and which
+//!   release becomes active, fails or is superseded.
 //! - [`scheduler`]: pure placement of instances on nodes (filter, then score), with the reason
 //!   an instance cannot be placed.
 //! - [`reconcile`]: pure per-app plan: how many instances to create and which to stop, for
@@ -11,8 +15,13 @@
 //!   converger that makes the container engine match the desired set.
 //! - [`runtime`]: the `ContainerRuntime` trait, its Docker implementation (bollard) and an
 //!   in-memory fake for tests.
+//! - [`router`]: the HTTP reverse proxy serving `<app>.<team>.<apps-domain>` from a live route
+//!   table the control plane swaps in: weighted release sets, keep-alive pools, counters.
 
 pub mod agent;
+pub mod cluster;
 pub mod reconcile;
+pub mod rollout;
+pub mod router;
 pub mod runtime;
 pub mod scheduler;

@@ -46,7 +46,7 @@ pub fn plan_app(replicas: u32, instances: &[InstanceView]) -> AppPlan {
     for i in instances {
         match i.node {
             Some(NodeStatus::Down) => stop.push(i),
-            Some(NodeStatus::Draining) => leave.push(i),
+            Some(status) if status.evacuating() => leave.push(i),
             _ if !i.current => leave.push(i),
             _ => stay.push(i),
         }
@@ -81,7 +81,10 @@ fn usefulness(i: &InstanceView) -> u8 {
     match i.state {
         InstanceState::Pending => 0,
         InstanceState::ImagePullError | InstanceState::CrashLoop => 1,
-        InstanceState::Stopped | InstanceState::Stopping | InstanceState::Lost => 1,
+        InstanceState::Stopped
+        | InstanceState::Draining
+        | InstanceState::Stopping
+        | InstanceState::Lost => 1,
         InstanceState::Creating => 2,
         InstanceState::Running => 3,
         InstanceState::Ready => 4,

@@ -146,7 +146,8 @@ async fn runs_lists_and_removes_a_hardened_container() {
     assert!(capacity.cpu_millis >= 1000, "{capacity:?}");
     assert!(capacity.memory_mib > 0, "{capacity:?}");
 
-    rt.ensure_image(IMAGE).await.expect("a present image");
+    let image_id = rt.ensure_image(IMAGE).await.expect("a present image");
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
 
     let network = format!("gantry-test-{id}");
     let labels = test_labels(&id);
@@ -177,7 +178,8 @@ async fn runs_lists_and_removes_a_hardened_container() {
             (labels::INSTANCE.to_owned(), format!("i-{id}")),
             (TEST_LABEL.to_owned(), id.clone()),
         ]),
-        port: 8888,
+        env: vec!["GREETING=Hej".to_owned(), "GANTRY_RELEASE=v4".to_owned()],
+        port: Some(8888),
         host_ip: "127.0.0.1".to_owned(),
         network: network_id.clone(),
         cpu_millis: 250,
@@ -194,14 +196,15 @@ async fn runs_lists_and_removes_a_hardened_container() {
     assert_eq!(info.labels, spec.labels);
     assert_eq!(info.status, ContainerStatus::Running);
     assert!(info.started_at.is_some(), "{info:?}");
+    assert_eq!(info.image_id.as_deref(), Some(image_id.as_str()));
     let host_port = info.host_port.expect("a published host port");
 
     let (status, body) = get_when_ready(&format!("http://127.0.0.1:{host_port}/")).await;
     assert_eq!(status, 200);
-    assert!(body.starts_with("Hello, 世界 from "), "{body:?}");
+    // The environment reached the app: its greeting and the release it names.
     assert_eq!(
         body.trim_end(),
-        format!("Hello, 世界 from {}", &container[..12])
+        format!("Hej from {} (release v4)", &container[..12])
     );
 
     // The hardening, as the engine recorded it.
@@ -313,7 +316,8 @@ async fn refuses_a_container_without_limits() {
         name: format!("gantry-test-{id}"),
         image: IMAGE.to_owned(),
         labels: test_labels(&id),
-        port: 8888,
+        env: vec![],
+        port: Some(8888),
         host_ip: "127.0.0.1".to_owned(),
         network: "bridge".to_owned(),
         cpu_millis: 0,

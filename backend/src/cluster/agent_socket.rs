@@ -1,8 +1,12 @@
 //! `GET /api/v1/agent/connect`: the server's side of the agent websocket.
 //!
-//! The upgrade needs a valid join token (`Authorization: Bearer gjt_…`); the first frame must be
-//! a `hello` in this server's protocol version. Then heartbeats keep the node alive, observed
-//! sets update its instances, and the reconciler pushes desired sets through the [`Hub`].
+//! An agent authenticates at the upgrade with its node credential (`Authorization: Bearer
+//! gnc_…`). A credential the server does not know yet must come with a valid join token
+//! (`x-gantry-join-token`): the node is then registered under the name its hello gives — unless
+//! another credential holds that name — and from then on only that credential speaks for it. The
+//! first frame must be a `hello` in this server's protocol version. Then heartbeats keep the node
+//! alive, observed sets update its instances, and the reconciler pushes desired sets through the
+//! [`Hub`].
 //!
 //! [`Hub`]: super::hub::Hub
 
@@ -16,52 +20,96 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use gantry_common::agent::{
-    AgentMessage, ObservedInstance, ServerMessage, HEARTBEAT_SECONDS, PROTOCOL_VERSION,
+    AgentMessage, ObservedInstance, ServerMessage, HEARTBEAT_SECONDS, JOIN_TOKEN_HEADER,
+    JOIN_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, PROTOCOL_VERSION,
 };
 use gantry_common::cluster::NodeResources;
 use gantry_common::NodeName;
+use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{hub, EMBEDDED_CLUSTER};
+use crate::audit;
 use crate::auth::tokens;
 use crate::error::{unauthorized, ApiResult};
 use crate::state::AppState;
 
-pub const JOIN_TOKEN_PREFIX: &str = "gjt_";
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_LABELS: usize = 32;
+
+/// How a connection was let in.
+#[derive(Debug, Clone)]
+enum Admission {
+    /// A registered node's credential.
+    Known { node_id: Uuid, name: String },
+    /// A new credential with a valid join token: the node registers at its hello.
+    Joining {
+        credential_hash: Vec<u8>,
+        join_token_id: Uuid,
+    },
+}
 
 pub async fn connect(
     State(state): State<AppState>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    let secret = headers
+    let credential = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if !tokens::looks_valid_with_prefix(secret, JOIN_TOKEN_PREFIX) {
+    if tokens::looks_valid_with_prefix(credential, JOIN_TOKEN_PREFIX) {
+        return Err(unauthorized(format!(
+            "this agent presents a join token as its credential: it speaks an older agent protocol than this server ({PROTOCOL_VERSION}); run a `gantry agent` of the server's version ({})",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    if !tokens::looks_valid_with_prefix(credential, NODE_CREDENTIAL_PREFIX) {
         return Err(unauthorized(
-            "agents connect with a join token: `gantry agent --token gjt_…` (create one with POST /api/v1/nodes/join-tokens)",
+            "agents connect with their node credential (made by `gantry agent` in its --state-dir) and, the first time, a join token",
         ));
     }
-    let valid: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM join_tokens WHERE secret_hash = $1 AND revoked_at IS NULL
-                        AND (expires_at IS NULL OR expires_at > now()))",
-    )
-    .bind(tokens::hash(secret))
-    .fetch_one(&state.db)
-    .await?;
-    if !valid {
-        return Err(unauthorized(
-            "this join token is unknown, revoked or expired",
-        ));
-    }
+    let credential_hash = tokens::hash(credential);
+    let known: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT id, name FROM nodes WHERE credential_hash = $1")
+            .bind(&credential_hash)
+            .fetch_optional(&state.db)
+            .await?;
+    let admission = match known {
+        Some((node_id, name)) => Admission::Known { node_id, name },
+        None => {
+            let join_token = headers
+                .get(JOIN_TOKEN_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .filter(|t| tokens::looks_valid_with_prefix(t, JOIN_TOKEN_PREFIX));
+            let Some(join_token) = join_token else {
+                return Err(unauthorized(
+                    "this node credential is unknown: a node joins once with a join token (`gantry agent --token gjt_…`). A node removed by an admin must join again: delete node.json in its --state-dir and start it with a new join token",
+                ));
+            };
+            let join_token_id: Option<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM join_tokens WHERE secret_hash = $1 AND revoked_at IS NULL
+                   AND expires_at > now()",
+            )
+            .bind(tokens::hash(join_token))
+            .fetch_optional(&state.db)
+            .await?;
+            let Some(join_token_id) = join_token_id else {
+                return Err(unauthorized(
+                    "this join token is unknown, revoked or expired: create a new one with POST /api/v1/nodes/join-tokens",
+                ));
+            };
+            Admission::Joining {
+                credential_hash,
+                join_token_id,
+            }
+        }
+    };
     Ok(ws.on_upgrade(move |socket| async move {
-        if let Err(e) = serve(state, socket).await {
+        if let Err(e) = serve(state, socket, admission).await {
             tracing::warn!("agent connection ended: {e:#}");
         }
     }))
@@ -131,7 +179,7 @@ pub fn check_hello(message: AgentMessage) -> Result<Hello, String> {
     })
 }
 
-async fn serve(state: AppState, socket: WebSocket) -> anyhow::Result<()> {
+async fn serve(state: AppState, socket: WebSocket, admission: Admission) -> anyhow::Result<()> {
     let (mut sink, mut stream) = socket.split();
     let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
     let hello = match first {
@@ -144,8 +192,14 @@ async fn serve(state: AppState, socket: WebSocket) -> anyhow::Result<()> {
             .and_then(check_hello),
         _ => Err("no hello received".to_owned()),
     };
-    let hello = match hello {
-        Ok(hello) => hello,
+    let admitted = match hello {
+        Ok(hello) => register(&state, &hello, &admission)
+            .await?
+            .map(|node_id| (hello, node_id)),
+        Err(reason) => Err(reason),
+    };
+    let (hello, node_id) = match admitted {
+        Ok(admitted) => admitted,
         Err(reason) => {
             tracing::warn!("refused an agent: {reason}");
             let refusal = serde_json::to_string(&ServerMessage::Refused { reason })?;
@@ -154,25 +208,6 @@ async fn serve(state: AppState, socket: WebSocket) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-
-    let node_id: Uuid = sqlx::query_scalar(
-        "INSERT INTO nodes (cluster_id, name, address, labels, cpu_millis, memory_mib, agent_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (cluster_id, name) DO UPDATE SET
-             address = EXCLUDED.address, labels = EXCLUDED.labels,
-             cpu_millis = EXCLUDED.cpu_millis, memory_mib = EXCLUDED.memory_mib,
-             agent_version = EXCLUDED.agent_version, down = false, last_seen_at = now()
-         RETURNING id",
-    )
-    .bind(EMBEDDED_CLUSTER)
-    .bind(hello.name.as_str())
-    .bind(hello.address.to_string())
-    .bind(sqlx::types::Json(&hello.labels))
-    .bind(hello.capacity.cpu_millis as i64)
-    .bind(hello.capacity.memory_mib as i64)
-    .bind(&hello.agent_version)
-    .fetch_one(&state.db)
-    .await?;
     let span = tracing::info_span!("agent", node.id = %node_id, node.name = %hello.name);
     async move {
         tracing::info!(
@@ -183,17 +218,109 @@ async fn serve(state: AppState, socket: WebSocket) -> anyhow::Result<()> {
         let welcome = serde_json::to_string(&ServerMessage::Welcome { node_id })?;
         sink.send(Message::Text(welcome.into())).await?;
         let (tx, mut rx) = mpsc::channel(hub::QUEUE);
-        let session = state.cluster.hub.attach(node_id, tx);
-        state.cluster.kick();
+        let session = state.embedded.hub.attach(node_id, tx);
+        state.embedded.kick();
 
         let result = relay(&state, node_id, &mut sink, &mut stream, &mut rx).await;
-        state.cluster.hub.detach(node_id, session);
+        state.embedded.hub.detach(node_id, session);
         tracing::info!("node {} ({node_id}) disconnected", hello.name);
         result
     }
     // An entered span guard must not be held across awaits; the future carries the span instead.
     .instrument(span)
     .await
+}
+
+/// Records the node of a checked hello: a registered node's latest address, labels and capacity,
+/// or a new node under the credential it joined with. `Err` is the refusal to send.
+async fn register(
+    state: &AppState,
+    hello: &Hello,
+    admission: &Admission,
+) -> anyhow::Result<Result<Uuid, String>> {
+    match admission {
+        Admission::Known { node_id, name } => {
+            if hello.name.as_str() != name {
+                return Ok(Err(format!(
+                    "this agent's credential belongs to node {name}, not {}: start it with --name {name}, or give the other node its own --state-dir",
+                    hello.name
+                )));
+            }
+            sqlx::query(
+                "UPDATE nodes SET address = $2, labels = $3, cpu_millis = $4, memory_mib = $5,
+                     agent_version = $6, down = false, last_seen_at = now()
+                 WHERE id = $1",
+            )
+            .bind(node_id)
+            .bind(hello.address.to_string())
+            .bind(sqlx::types::Json(&hello.labels))
+            .bind(hello.capacity.cpu_millis as i64)
+            .bind(hello.capacity.memory_mib as i64)
+            .bind(&hello.agent_version)
+            .execute(&state.db)
+            .await?;
+            Ok(Ok(*node_id))
+        }
+        Admission::Joining {
+            credential_hash,
+            join_token_id,
+        } => {
+            // A name belongs to the credential that registered it; a node from before
+            // credentials (none yet) is claimed by the first agent that joins under its name.
+            let mut tx = state.db.begin().await?;
+            let node_id: Option<Uuid> = sqlx::query_scalar(
+                "INSERT INTO nodes (cluster_id, name, address, labels, cpu_millis, memory_mib,
+                                    agent_version, credential_hash, join_token_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (cluster_id, name) DO UPDATE SET
+                     address = EXCLUDED.address, labels = EXCLUDED.labels,
+                     cpu_millis = EXCLUDED.cpu_millis, memory_mib = EXCLUDED.memory_mib,
+                     agent_version = EXCLUDED.agent_version, down = false, last_seen_at = now(),
+                     credential_hash = EXCLUDED.credential_hash,
+                     join_token_id = EXCLUDED.join_token_id
+                 WHERE nodes.credential_hash IS NULL
+                 RETURNING id",
+            )
+            .bind(EMBEDDED_CLUSTER)
+            .bind(hello.name.as_str())
+            .bind(hello.address.to_string())
+            .bind(sqlx::types::Json(&hello.labels))
+            .bind(hello.capacity.cpu_millis as i64)
+            .bind(hello.capacity.memory_mib as i64)
+            .bind(&hello.agent_version)
+            .bind(credential_hash)
+            .bind(join_token_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(node_id) = node_id else {
+                return Ok(Err(format!(
+                    "node name {} is taken by another node (it registered with its own credential): pick another --name, or remove that node first (DELETE /api/v1/nodes/{})",
+                    hello.name, hello.name
+                )));
+            };
+            audit::record_platform(
+                &mut tx,
+                audit::PlatformEvent {
+                    action: "node.join",
+                    target: format!("node:{}", hello.name),
+                    details: json!({
+                        "node_id": node_id,
+                        "join_token": join_token_id,
+                        "address": hello.address.to_string(),
+                    }),
+                    actor: audit::Actor {
+                        user_id: None,
+                        token_id: None,
+                        label: format!("agent of node {}", hello.name),
+                    },
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(node.id = %node_id, "node {} ({node_id}) registered with join token {join_token_id}", hello.name);
+            Ok(Ok(node_id))
+        }
+    }
 }
 
 async fn relay(
@@ -218,7 +345,7 @@ async fn relay(
                     Ok(AgentMessage::Observed { generation, instances }) => {
                         heartbeat(state, node_id).await?;
                         record_observed(state, node_id, generation, &instances).await?;
-                        state.cluster.kick();
+                        state.embedded.kick();
                     }
                     Ok(AgentMessage::Hello { .. }) => tracing::warn!("ignored a second hello"),
                     Err(e) => {
@@ -250,7 +377,7 @@ async fn heartbeat(state: &AppState, node_id: Uuid) -> anyhow::Result<()> {
     .await?;
     if was_down == Some(true) {
         tracing::info!(node.id = %node_id, "node {node_id} is back");
-        state.cluster.kick();
+        state.embedded.kick();
     }
     Ok(())
 }
@@ -265,12 +392,21 @@ async fn record_observed(
 ) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
     for i in instances {
+        // Once taken out, an instance shows as draining or stopping whatever its container
+        // does; the first image id reported for a set pins the image of all its instances.
         sqlx::query(
-            "UPDATE instances SET
-                 state = CASE WHEN desired = 'stop' THEN 'stopping' ELSE $3 END,
-                 reason = $4, host_port = $5, restarts = $6, last_exit_code = $7, started_at = $8,
-                 updated_at = now()
-             WHERE id = $1 AND node_id = $2",
+            "WITH updated AS (
+                 UPDATE instances SET
+                     state = CASE desired WHEN 'stop' THEN 'stopping'
+                                          WHEN 'drain' THEN 'draining' ELSE $3 END,
+                     reason = $4, host_port = $5, restarts = $6, last_exit_code = $7,
+                     started_at = $8, updated_at = now()
+                 WHERE id = $1 AND node_id = $2
+                 RETURNING release_id, desired)
+             UPDATE release_sets s SET image_digest = $9
+             FROM updated u
+             WHERE s.release_id = u.release_id AND u.desired = 'run'
+               AND s.image_digest IS NULL AND $9::text IS NOT NULL",
         )
         .bind(i.id)
         .bind(node_id)
@@ -280,6 +416,7 @@ async fn record_observed(
         .bind(i.restarts as i32)
         .bind(i.last_exit_code)
         .bind(i.started_at)
+        .bind(i.image_id.as_deref())
         .execute(&mut *tx)
         .await?;
     }
@@ -295,6 +432,7 @@ async fn record_observed(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    state.embedded.changed();
     Ok(())
 }
 
@@ -334,9 +472,10 @@ mod tests {
 
     #[test]
     fn an_old_agent_gets_a_clear_refusal() {
-        let err = check_hello(hello(0, "node-1", "127.0.0.1", &[])).unwrap_err();
+        let err = check_hello(hello(1, "node-1", "127.0.0.1", &[])).unwrap_err();
         assert!(
-            err.contains("protocol 1") && err.contains("the agent speaks 0"),
+            err.contains(&format!("protocol {PROTOCOL_VERSION}"))
+                && err.contains("the agent speaks 1"),
             "{err}"
         );
     }

@@ -55,6 +55,15 @@ impl Hub {
         }
     }
 
+    /// Tells a node's agent why it is cut off, and drops its connection.
+    pub fn close(&self, node: Uuid, reason: &str) {
+        if let Some(link) = lock(&self.links).remove(&node) {
+            let _ = link.tx.try_send(ServerMessage::Refused {
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
     pub fn is_connected(&self, node: Uuid) -> bool {
         lock(&self.links).contains_key(&node)
     }

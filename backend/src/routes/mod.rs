@@ -10,6 +10,7 @@ pub mod config;
 pub mod health;
 pub mod members;
 pub mod nodes;
+pub mod releases;
 pub mod teams;
 pub mod tokens;
 pub mod workloads;
@@ -33,8 +34,9 @@ use crate::state::AppState;
     tags(
         (name = "auth", description = "Accounts and sessions"),
         (name = "teams"), (name = "members"), (name = "tokens"), (name = "apps"), (name = "config"),
-        (name = "audit"),
-        (name = "workloads", description = "Deploys, scaling and instances"),
+        (name = "audit", description = "The teams' and the platform's audit logs"),
+        (name = "workloads", description = "Deploys, scaling, strategies, instances, routes and rollouts"),
+        (name = "releases", description = "An app's numbered releases, and rollback"),
         (name = "nodes", description = "Worker nodes of the embedded cluster (platform admins)"),
     )
 )]
@@ -84,11 +86,23 @@ pub fn api() -> axum::Router<AppState> {
             config::update::patch
         ))
         .routes(routes!(audit::list::list))
+        .routes(routes!(audit::platform::list))
         .routes(routes!(workloads::deploy::create))
         .routes(routes!(workloads::scale::scale))
+        .routes(routes!(workloads::strategy::put))
         .routes(routes!(workloads::instances::list))
+        .routes(routes!(workloads::routes::get))
+        .routes(routes!(workloads::rollout::get))
+        .routes(routes!(releases::list::list))
+        .routes(routes!(releases::get::get))
+        .routes(routes!(releases::rollback::rollback))
         .routes(routes!(nodes::list::list))
-        .routes(routes!(nodes::join_tokens::create))
+        .routes(routes!(nodes::remove::remove))
+        .routes(routes!(
+            nodes::join_tokens::list,
+            nodes::join_tokens::create
+        ))
+        .routes(routes!(nodes::join_tokens::revoke))
         .routes(routes!(nodes::maintenance::cordon))
         .routes(routes!(nodes::maintenance::uncordon))
         .routes(routes!(nodes::maintenance::drain))

@@ -2,25 +2,16 @@
 //! nodes and join tokens (for the platform admin), and the agent websocket spoken by a fake
 //! agent over a real socket, because there the wire is what is under test.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
 use gantry_common::agent::{AgentMessage, ObservedInstance, ServerMessage, PROTOCOL_VERSION};
-use gantry_common::cluster::{InstanceState, NodeResources};
+use gantry_common::cluster::InstanceState;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::support::{error_code, TestApp, TestUser, TokenClient};
-
-/// How long anything the reconciler or the agent socket does in the background may take.
-const WAIT: Duration = Duration::from_secs(10);
+use crate::fake_agent::{
+    credential, deploy, error_message, hello, hello_speaking, instances_until, join_token, scale,
+    FakeAgent, WAIT,
+};
+use crate::support::{error_code, TestApp, TokenClient};
 
 // ---- deploy and scale ----
 
@@ -38,11 +29,12 @@ async fn a_member_deploys_an_image_and_it_is_recorded_and_audited() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let workload: Value = res.json().await.unwrap();
-    assert_eq!(
-        workload,
-        json!({"image": "gantry-hello:latest", "replicas": 1})
-    );
+    let release: Value = res.json().await.unwrap();
+    assert_eq!(release["version"], 1);
+    assert_eq!(release["status"], "pending");
+    assert_eq!(release["image"], "gantry-hello:latest");
+    assert_eq!(release["cause"], "Deploy gantry-hello:latest");
+    assert_eq!(release["created_by"], "alice@example.com");
 
     let got: Value = alice.get(&web).await.json().await.unwrap();
     assert_eq!(got["image"], "gantry-hello:latest");
@@ -57,6 +49,7 @@ async fn a_member_deploys_an_image_and_it_is_recorded_and_audited() {
     assert_eq!(deploy["action"], "app.deploy");
     assert_eq!(deploy["target"], "app:web");
     assert_eq!(deploy["details"]["image"], "gantry-hello:latest");
+    assert_eq!(deploy["details"]["release"], 1);
 }
 
 #[tokio::test]
@@ -145,7 +138,10 @@ async fn scaling_takes_0_to_100_replicas_and_before_a_deploy_only_records_them()
             .await;
         assert_eq!(res.status(), StatusCode::ACCEPTED, "{replicas}");
         let workload: Value = res.json().await.unwrap();
-        assert_eq!(workload, json!({"image": null, "replicas": replicas}));
+        assert_eq!(
+            workload,
+            json!({"release": null, "image": null, "replicas": replicas})
+        );
     }
     let res = alice
         .post(&format!("{web}/scale"), json!({"replicas": 101}))
@@ -219,9 +215,18 @@ async fn the_platform_admin_lists_nodes_and_creates_join_tokens() {
 
     let res = admin.post("/api/v1/nodes/join-tokens", json!({})).await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let forever: Value = res.json().await.unwrap();
-    assert!(forever["token"].as_str().unwrap().starts_with("gjt_"));
-    assert_eq!(forever["expires_at"], Value::Null);
+    let day: Value = res.json().await.unwrap();
+    assert!(day["token"].as_str().unwrap().starts_with("gjt_"));
+    let expires = time::OffsetDateTime::parse(
+        day["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let ttl = expires - time::OffsetDateTime::now_utc();
+    assert!(
+        ttl > time::Duration::hours(23) && ttl <= time::Duration::hours(24),
+        "a day by default: {ttl}"
+    );
 
     let res = admin
         .post("/api/v1/nodes/join-tokens", json!({"ttl_seconds": 3600}))
@@ -229,7 +234,7 @@ async fn the_platform_admin_lists_nodes_and_creates_join_tokens() {
     assert_eq!(res.status(), StatusCode::CREATED);
     let hour: Value = res.json().await.unwrap();
     assert!(hour["expires_at"].is_string(), "{hour}");
-    assert_ne!(hour["token"], forever["token"]);
+    assert_ne!(hour["token"], day["token"]);
 
     let res = admin
         .post("/api/v1/nodes/join-tokens", json!({"ttl_seconds": 10}))
@@ -280,22 +285,42 @@ async fn maintenance_of_an_unknown_node_is_a_404() {
 // ---- the agent websocket ----
 
 #[tokio::test]
-async fn an_agent_without_a_valid_join_token_is_refused_at_the_upgrade() {
+async fn an_agent_without_a_known_credential_or_a_valid_join_token_is_refused_at_the_upgrade() {
     let app = TestApp::spawn().await;
     let admin = app.signup("admin@example.com").await;
-    join_token(&admin).await;
+    let token = join_token(&admin).await;
+    let refused = |r: Result<FakeAgent, (u16, String)>| r.err().map(|(status, _)| status);
 
-    assert_eq!(FakeAgent::connect(&app, None).await.err(), Some(401));
-    let wrong = "gjt_".to_owned() + &"x".repeat(40);
+    // Nothing, an API token, or an old agent presenting a join token as its credential.
     assert_eq!(
-        FakeAgent::connect(&app, Some(&wrong)).await.err(),
+        refused(FakeAgent::connect(&app, None, None).await),
         Some(401)
     );
     let api_token = admin.token(&admin.team, "member").await;
     assert_eq!(
-        FakeAgent::connect(&app, Some(&api_token)).await.err(),
+        refused(FakeAgent::connect(&app, Some(&api_token), Some(&token)).await),
         Some(401)
     );
+    let (status, body) = FakeAgent::connect(&app, Some(&token), None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 401);
+    assert!(body.contains("older agent protocol"), "{body}");
+
+    // A new credential needs a valid join token.
+    let (status, body) = FakeAgent::connect(&app, Some(&credential()), None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 401);
+    assert!(body.contains("join token"), "{body}");
+    let wrong = "gjt_".to_owned() + &"x".repeat(43);
+    assert_eq!(
+        refused(FakeAgent::connect(&app, Some(&credential()), Some(&wrong)).await),
+        Some(401)
+    );
+    assert_eq!(app.count("nodes").await, 0);
 }
 
 #[tokio::test]
@@ -392,7 +417,11 @@ async fn a_deploy_is_placed_on_the_connected_node_and_its_report_is_shown() {
     assert_eq!(wanted.image, "gantry-hello:latest");
     assert_eq!(wanted.app, "web");
     assert_eq!(wanted.team, admin.team);
-    assert_eq!(wanted.port, 8080);
+    assert_eq!(wanted.port, Some(8080));
+    assert_eq!(wanted.release, 1);
+    assert_eq!(wanted.env.0["PORT"], "8080");
+    assert_eq!(wanted.env.0["GANTRY_RELEASE"], "v1");
+    assert!(!wanted.stop);
 
     let listed = instances_until(&admin, &web, "the placed instance", |list| {
         list.len() == 1 && list[0]["node"] == "node-a"
@@ -413,6 +442,7 @@ async fn a_deploy_is_placed_on_the_connected_node_and_its_report_is_shown() {
                 restarts: 0,
                 last_exit_code: None,
                 started_at: Some(time::OffsetDateTime::now_utc()),
+                image_id: Some("sha256:0123".into()),
             }],
         })
         .await;
@@ -431,164 +461,194 @@ async fn a_deploy_is_placed_on_the_connected_node_and_its_report_is_shown() {
     );
 }
 
-// ---- helpers ----
+// ---- node credentials, join tokens, removal and the platform audit log ----
 
-async fn error_message(res: reqwest::Response) -> String {
-    let body: Value = res.json().await.expect("error bodies are JSON");
-    body["error"]["message"]
-        .as_str()
-        .expect("error.message")
-        .to_owned()
-}
+#[tokio::test]
+async fn a_node_registers_its_credential_once_and_then_needs_no_join_token() {
+    let app = TestApp::spawn().await;
+    let admin = app.signup("admin@example.com").await;
+    let agent = FakeAgent::joined(&app, &admin, "node-a").await;
+    let credential = agent.credential.clone();
+    drop(agent);
 
-async fn deploy(user: &TestUser, app_path: &str, image: &str) {
-    let res = user
-        .post(&format!("{app_path}/deploys"), json!({"image": image}))
+    // The join token is revoked; the node still connects with its own credential.
+    let tokens: Value = admin
+        .get("/api/v1/nodes/join-tokens")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens[0]["nodes_joined"], 1);
+    assert_eq!(tokens[0]["status"], "active");
+    let id = tokens[0]["id"].as_str().unwrap();
+    let res = admin
+        .delete(&format!("/api/v1/nodes/join-tokens/{id}"))
         .await;
-    assert_eq!(res.status(), StatusCode::ACCEPTED, "deploy {image}");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let mut again = FakeAgent::connect(&app, Some(&credential), None)
+        .await
+        .expect("a registered credential connects alone");
+    again.send(&hello("node-a")).await;
+    assert!(matches!(again.next().await, ServerMessage::Welcome { .. }));
+    let nodes: Value = admin.get("/api/v1/nodes").await.json().await.unwrap();
+    assert_eq!(nodes.as_array().unwrap().len(), 1);
+    assert_eq!(
+        nodes[0]["warnings"],
+        json!([]),
+        "the server is on loopback too"
+    );
+
+    // The credential speaks for its own node only.
+    drop(again);
+    let mut other_name = FakeAgent::connect(&app, Some(&credential), None)
+        .await
+        .unwrap();
+    other_name.send(&hello("node-b")).await;
+    let reason = other_name.refusal().await;
+    assert!(reason.contains("belongs to node node-a"), "{reason}");
 }
 
-async fn scale(user: &TestUser, app_path: &str, replicas: u32) {
-    let res = user
-        .post(&format!("{app_path}/scale"), json!({"replicas": replicas}))
+#[tokio::test]
+async fn another_agent_cannot_take_a_registered_nodes_name() {
+    let app = TestApp::spawn().await;
+    let admin = app.signup("admin@example.com").await;
+    let _owner = FakeAgent::joined(&app, &admin, "node-a").await;
+
+    let mut intruder = FakeAgent::join(&app, &admin).await;
+    intruder.send(&hello("node-a")).await;
+    let reason = intruder.refusal().await;
+    assert!(
+        reason.contains("node name node-a is taken") && reason.contains("DELETE /api/v1/nodes"),
+        "{reason}"
+    );
+    let nodes: Value = admin.get("/api/v1/nodes").await.json().await.unwrap();
+    assert_eq!(nodes.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn revoked_and_expired_join_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.signup("admin@example.com").await;
+    let revoked = join_token(&admin).await;
+    let tokens: Value = admin
+        .get("/api/v1/nodes/join-tokens")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = tokens[0]["id"].as_str().unwrap();
+    let res = admin
+        .delete(&format!("/api/v1/nodes/join-tokens/{id}"))
         .await;
-    assert_eq!(res.status(), StatusCode::ACCEPTED, "scale to {replicas}");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (status, body) = FakeAgent::connect(&app, Some(&credential()), Some(&revoked))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 401);
+    assert!(body.contains("revoked or expired"), "{body}");
+
+    let expired = join_token(&admin).await;
+    sqlx::query(
+        "UPDATE join_tokens SET expires_at = now() - interval '1 second' WHERE revoked_at IS NULL",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let (status, _) = FakeAgent::connect(&app, Some(&credential()), Some(&expired))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 401);
+    let tokens: Value = admin
+        .get("/api/v1/nodes/join-tokens")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["expired", "revoked"]);
+    assert!(!tokens.to_string().contains("gjt_"), "no secret is listed");
+    assert_eq!(app.count("nodes").await, 0);
+
+    let res = admin
+        .delete(&format!(
+            "/api/v1/nodes/join-tokens/{}",
+            uuid::Uuid::new_v4()
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = admin.delete("/api/v1/nodes/join-tokens/not-an-id").await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
 
-/// Polls the app's instances until `done` holds, for [`WAIT`] at most.
-async fn instances_until(
-    user: &TestUser,
-    app_path: &str,
-    what: &str,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
+#[tokio::test]
+async fn a_removed_nodes_agent_is_told_and_its_credential_is_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.signup("admin@example.com").await;
+    let mut agent = FakeAgent::joined(&app, &admin, "node-a").await;
+    let credential = agent.credential.clone();
+
+    // Connected: drained, then deleted once empty (it is empty already).
+    let res = admin.delete("/api/v1/nodes/node-a").await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let node: Value = res.json().await.unwrap();
+    assert_eq!(node["status"], "removing");
+    let reason = loop {
+        match agent.next().await {
+            ServerMessage::Refused { reason } => break reason,
+            _ => continue,
+        }
+    };
+    assert!(reason.contains("removed"), "{reason}");
+    let (status, body) = FakeAgent::connect(&app, Some(&credential), None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, 401);
+    assert!(body.contains("unknown"), "{body}");
+    assert_eq!(app.count("nodes").await, 0);
+
+    // Not connected: deleted at once.
+    let agent_b = FakeAgent::joined(&app, &admin, "node-b").await;
+    drop(agent_b);
+    let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let res = user.get(&format!("{app_path}/instances")).await;
-        assert_eq!(res.status(), StatusCode::OK);
-        let list: Vec<Value> = res.json().await.unwrap();
-        if done(&list) {
-            return list;
+        let res = admin.delete("/api/v1/nodes/node-b").await;
+        if res.status() == StatusCode::NO_CONTENT {
+            break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "waited {WAIT:?} for {what}; instances are {list:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Until the server notices the socket closed, the node counts as connected.
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-}
+    let res = admin.delete("/api/v1/nodes/node-b").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 
-async fn join_token(admin: &TestUser) -> String {
-    let res = admin.post("/api/v1/nodes/join-tokens", json!({})).await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let body: Value = res.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
-}
-
-/// The hello of a node at 127.0.0.1 in zone `a` with 4 cores and 8 GiB.
-fn hello(name: &str) -> AgentMessage {
-    hello_speaking(PROTOCOL_VERSION, name)
-}
-
-fn hello_speaking(protocol: u32, name: &str) -> AgentMessage {
-    AgentMessage::Hello {
-        protocol,
-        name: name.to_owned(),
-        address: "127.0.0.1".to_owned(),
-        labels: BTreeMap::from([("zone".to_owned(), "a".to_owned())]),
-        capacity: NodeResources {
-            cpu_millis: 4000,
-            memory_mib: 8192,
-        },
-        agent_version: "test".to_owned(),
+    // Every step is in the platform audit log, which only a platform admin reads.
+    let audit: Value = admin.get("/api/v1/audit").await.json().await.unwrap();
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "join_token.create",
+        "node.join",
+        "node.remove",
+        "node.removed",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
     }
-}
-
-/// The agent's end of `/api/v1/agent/connect`, driven by hand: it sends only what a test says
-/// and answers nothing but the pings (which tungstenite answers by itself).
-struct FakeAgent {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl FakeAgent {
-    /// Opens the websocket with `token` as bearer; `Err` holds the HTTP status of a refused upgrade.
-    async fn connect(app: &TestApp, token: Option<&str>) -> Result<FakeAgent, u16> {
-        let url = app.base.replacen("http://", "ws://", 1) + "/api/v1/agent/connect";
-        let mut request = url.into_client_request().unwrap();
-        if let Some(token) = token {
-            request.headers_mut().insert(
-                "authorization",
-                HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-            );
-        }
-        match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => Ok(FakeAgent { ws }),
-            Err(tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
-            Err(e) => panic!("the upgrade failed without an HTTP answer: {e}"),
-        }
-    }
-
-    /// Connects with a fresh join token of `admin`.
-    async fn join(app: &TestApp, admin: &TestUser) -> FakeAgent {
-        let token = join_token(admin).await;
-        match FakeAgent::connect(app, Some(&token)).await {
-            Ok(agent) => agent,
-            Err(status) => panic!("a valid join token was refused with HTTP {status}"),
-        }
-    }
-
-    async fn send(&mut self, message: &AgentMessage) {
-        let text = serde_json::to_string(message).unwrap();
-        self.ws.send(Message::Text(text.into())).await.unwrap();
-    }
-
-    /// The server's next message, skipping pings; fails the test after [`WAIT`].
-    async fn next(&mut self) -> ServerMessage {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let frame = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("no message from the server in {WAIT:?}"));
-            match frame {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(text.as_str())
-                        .unwrap_or_else(|e| panic!("unreadable server message {text}: {e}"))
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    panic!("the server closed the socket: {frame:?}")
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => panic!("the socket failed: {e}"),
-                None => panic!("the socket ended"),
-            }
-        }
-    }
-
-    async fn refusal(&mut self) -> String {
-        match self.next().await {
-            ServerMessage::Refused { reason } => reason,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-    }
-
-    /// Reads until a desired set with instances arrives (the welcome and empty sets before it
-    /// are skipped), for [`WAIT`] at most; returns its generation and instances.
-    async fn desired_with_instances(
-        &mut self,
-    ) -> (u64, Vec<gantry_common::agent::DesiredInstance>) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.next())
-                .await
-                .unwrap_or_else(|_| panic!("no desired set with instances in {WAIT:?}"));
-            match message {
-                ServerMessage::Desired {
-                    generation,
-                    instances,
-                } if !instances.is_empty() => return (generation, instances),
-                ServerMessage::Refused { reason } => panic!("refused: {reason}"),
-                _ => continue,
-            }
-        }
-    }
+    assert!(!audit.to_string().contains("gjt_") && !audit.to_string().contains("gnc_"));
+    let bob = app.signup("bob@example.com").await;
+    let res = bob.get("/api/v1/audit").await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }

@@ -9,4 +9,6 @@ mod auth;
 mod cluster;
 mod csrf;
 mod errors;
+mod fake_agent;
+mod releases;
 mod tokens;

@@ -63,8 +63,11 @@ impl TestApp {
             secret_key: SecretKey::generate(),
             session_idle: Duration::from_secs(3600),
             session_max_age: Duration::from_secs(24 * 3600),
-            db_max_connections: 4,
+            // The API, the reconciler, the rollout controller and the route sync share it.
+            db_max_connections: 8,
             node_timeout: Duration::from_secs(20),
+            router_listen: "127.0.0.1:0".parse().unwrap(),
+            apps_domain: "localhost".into(),
         };
         tweak(&mut config);
         let app = Application::build(config).await.expect("build application");

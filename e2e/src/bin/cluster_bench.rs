@@ -132,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
     let db_url = start_postgres(dir.path()).await?;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let server = start_server(&db_url, port).await?;
+    let server = start_server(&db_url, port, free_port()).await?;
     let admin = Admin::sign_up(&base).await?;
     let _cleanup = DockerCleanup {
         team: admin.team.clone(),
@@ -140,7 +140,13 @@ async fn main() -> anyhow::Result<()> {
     let _docker_runs = RemoveDockerRunContainers;
     let token = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
     let token = token["token"].as_str().context("join token")?;
-    let agent = start_agent(&base, token, &format!("bench-{}", std::process::id()), "a")?;
+    let agent = start_agent(
+        &base,
+        token,
+        &format!("bench-{}", std::process::id()),
+        "a",
+        dir.path(),
+    )?;
     let agent_pid = agent.child.id().context("agent pid")?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while admin.nodes().await?.is_empty() {

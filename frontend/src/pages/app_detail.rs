@@ -141,7 +141,8 @@ fn number_field(
 fn Settings(team: Signal<String>, app: App) -> impl IntoView {
     let session = use_session();
     let editable = Signal::derive(move || session.can(&team.get(), Permission::WriteApps));
-    let port = RwSignal::new(app.port.to_string());
+    let port_text = |port: Option<u16>| port.map(|p| p.to_string()).unwrap_or_default();
+    let port = RwSignal::new(port_text(app.port));
     let replicas = RwSignal::new(app.replicas.to_string());
     let cpu = RwSignal::new(app.cpu_millis.to_string());
     let memory = RwSignal::new(app.memory_mib.to_string());
@@ -158,16 +159,21 @@ fn Settings(team: Signal<String>, app: App) -> impl IntoView {
                 .map_err(|_| format!("{what} must be a whole number"))
         };
         let settings = (|| -> Result<AppSettings, String> {
-            let port = number("port", port.get_untracked())?;
-            let settings = AppSettings {
-                port: Some(
-                    u16::try_from(port)
+            // An empty port makes the app a worker (not routed).
+            let port = match port.get_untracked().trim() {
+                "" => None,
+                p => Some(
+                    u16::try_from(number("port", p.to_owned())?)
                         .map_err(|_| "port must be between 1 and 65535".to_string())?,
                 ),
+            };
+            let settings = AppSettings {
+                port: Some(port),
                 replicas: Some(number("replicas", replicas.get_untracked())?),
                 cpu_millis: Some(number("CPU", cpu.get_untracked())?),
                 memory_mib: Some(number("memory", memory.get_untracked())?),
                 health_check_path: Some(health.get_untracked()),
+                ..AppSettings::default()
             };
             settings.validate()?;
             Ok(settings)
@@ -183,7 +189,7 @@ fn Settings(team: Signal<String>, app: App) -> impl IntoView {
             match api::update_app(&team.get_untracked(), &app_name, &settings).await {
                 // Show what the server stored (it is the source of truth).
                 Ok(app) => {
-                    port.set(app.port.to_string());
+                    port.set(port_text(app.port));
                     replicas.set(app.replicas.to_string());
                     cpu.set(app.cpu_millis.to_string());
                     memory.set(app.memory_mib.to_string());

@@ -21,7 +21,8 @@ pub fn Apps() -> impl IntoView {
     });
     let can_write = move || session.can(&team.get(), Permission::WriteApps);
 
-    let list = move || match apps.get() {
+    let list = move || {
+        match apps.get() {
         None => view! { <Loading/> }.into_any(),
         Some(Err(e)) => view! { <ErrorBox message=Some(e.message)/> }.into_any(),
         Some(Ok(list)) if list.is_empty() => view! {
@@ -59,7 +60,7 @@ pub fn Apps() -> impl IntoView {
                                     <td>{app.replicas}</td>
                                     <td>{format!("{} m", app.cpu_millis)}</td>
                                     <td>{format!("{} MiB", app.memory_mib)}</td>
-                                    <td>{app.port}</td>
+                                    <td>{app.port.map_or_else(|| "worker".to_string(), |p| p.to_string())}</td>
                                 </tr>
                             }
                         })
@@ -68,6 +69,7 @@ pub fn Apps() -> impl IntoView {
             </table>
         }
         .into_any(),
+    }
     };
 
     view! {

@@ -1,18 +1,27 @@
 //! The agent's side of the websocket: connect, say hello, then relay desired and observed sets
 //! and heartbeat until the connection drops; reconnect with backoff, forever.
+//!
+//! The agent authenticates with its node credential ([`super::identity`]), plus a join token
+//! until the server has accepted the credential once. `https://` servers are reached over
+//! `wss://`, verified against the machine's trusted CAs (`SSL_CERT_FILE` is honoured).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
-use gantry_common::agent::{AgentMessage, ServerMessage, HEARTBEAT_SECONDS, PROTOCOL_VERSION};
+use gantry_common::agent::{
+    AgentMessage, ServerMessage, HEARTBEAT_SECONDS, JOIN_TOKEN_HEADER, PROTOCOL_VERSION,
+};
 use gantry_common::cluster::NodeResources;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::Connector;
 
+use super::identity::{self, Identity};
 use super::{AgentConfig, Desired, Observed};
 use crate::runtime::Capacity;
 
@@ -47,17 +56,79 @@ pub fn connect_url(server: &str) -> anyhow::Result<String> {
     Ok(format!("{rest}/api/v1/agent/connect"))
 }
 
+/// Whether a plain (unencrypted) server URL stays on this machine. The link carries apps'
+/// config vars and the node's credential, so plain HTTP elsewhere needs an explicit
+/// `--insecure`.
+pub fn plain_and_remote(server: &str) -> bool {
+    let Some(rest) = server
+        .strip_prefix("http://")
+        .or_else(|| server.strip_prefix("ws://"))
+    else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+/// TLS for `wss://`: rustls with the machine's trusted CAs, and an explicit crypto provider
+/// (several are linked into this binary, so none is picked by default).
+fn tls_connector() -> anyhow::Result<Connector> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        bail!("no trusted CA certificates were found on this machine, so the server's TLS certificate cannot be checked (install ca-certificates, or point SSL_CERT_FILE at a PEM bundle)");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS set-up")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Connector::Rustls(Arc::new(config)))
+}
+
 pub async fn connect_forever(
     config: &AgentConfig,
+    mut identity: Identity,
     capacity: Capacity,
     desired: watch::Sender<Desired>,
     mut observed: watch::Receiver<Observed>,
 ) -> anyhow::Result<()> {
     let url = connect_url(&config.server)?;
+    let connector = if url.starts_with("wss://") {
+        Some(tls_connector()?)
+    } else {
+        None
+    };
     let mut backoff = MIN_BACKOFF;
     loop {
         let started = Instant::now();
-        match session(config, &url, capacity, &desired, &mut observed).await {
+        let link = Link {
+            url: &url,
+            connector: connector.clone(),
+        };
+        match session(
+            config,
+            &mut identity,
+            link,
+            capacity,
+            &desired,
+            &mut observed,
+        )
+        .await
+        {
             Ended::Refused(reason) => bail!("the server refused this agent: {reason}"),
             Ended::Dropped(e) => {
                 if started.elapsed() >= HEALTHY_SESSION {
@@ -73,23 +144,43 @@ pub async fn connect_forever(
     }
 }
 
+/// Where and how to connect.
+struct Link<'a> {
+    url: &'a str,
+    /// TLS for `wss://`.
+    connector: Option<Connector>,
+}
+
 async fn session(
     config: &AgentConfig,
-    url: &str,
+    identity: &mut Identity,
+    link: Link<'_>,
     capacity: Capacity,
     desired: &watch::Sender<Desired>,
     observed: &mut watch::Receiver<Observed>,
 ) -> Ended {
+    let url = link.url;
     let mut request = match url.into_client_request() {
         Ok(r) => r,
         Err(e) => return Ended::Refused(format!("invalid server URL {url}: {e}")),
     };
-    let auth = match HeaderValue::from_str(&format!("Bearer {}", config.token)) {
-        Ok(v) => v,
-        Err(_) => return Ended::Refused("the join token contains invalid characters".into()),
+    let credential = HeaderValue::from_str(&format!("Bearer {}", identity.credential));
+    let join_token = match (&config.join_token, identity.registered) {
+        (Some(token), false) => Some(HeaderValue::from_str(token)),
+        _ => None,
     };
-    request.headers_mut().insert("authorization", auth);
-    let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+    match (credential, join_token.transpose()) {
+        (Ok(credential), Ok(join_token)) => {
+            request.headers_mut().insert("authorization", credential);
+            if let Some(token) = join_token {
+                request.headers_mut().insert(JOIN_TOKEN_HEADER, token);
+            }
+        }
+        _ => return Ended::Refused("the join token contains invalid characters".into()),
+    }
+    let connected =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, link.connector).await;
+    let (ws, _) = match connected {
         Ok(ok) => ok,
         Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
             let body = res
@@ -146,7 +237,14 @@ async fn session(
                 };
                 match serde_json::from_str::<ServerMessage>(text.as_str()) {
                     Ok(ServerMessage::Welcome { node_id }) => {
-                        tracing::info!(node.id = %node_id, "registered as node {} ({node_id})", config.name);
+                        tracing::info!(node.id = %node_id, "connected as node {} ({node_id})", config.name);
+                        if !identity.registered {
+                            // The credential is accepted: the join token is not needed again.
+                            if let Err(e) = identity::mark_registered(&config.state_dir, identity) {
+                                tracing::warn!("failed to record the node's registration: {e:#}");
+                            }
+                            identity.registered = true;
+                        }
                     }
                     Ok(ServerMessage::Refused { reason }) => return Ended::Refused(reason),
                     Ok(ServerMessage::Desired { generation, instances }) => {
@@ -209,5 +307,25 @@ mod tests {
             "wss://gantry.example.com/api/v1/agent/connect"
         );
         assert!(connect_url("gantry.example.com").is_err());
+    }
+
+    #[test]
+    fn plain_http_is_fine_on_loopback_only() {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "http://[::1]:8080",
+            "http://127.0.0.2",
+        ] {
+            assert!(!plain_and_remote(local), "{local}");
+        }
+        for remote in [
+            "http://10.0.0.5:8080",
+            "http://gantry.lan",
+            "ws://[fd00::1]:80",
+        ] {
+            assert!(plain_and_remote(remote), "{remote}");
+        }
+        assert!(!plain_and_remote("https://gantry.example.com"));
     }
 }

@@ -1,19 +1,24 @@
 //! One convergence pass: list this node's containers, run [`plan`](super::plan::plan), make the
 //! engine calls, probe health, and report every desired instance's state.
+//!
+//! Stops run beside the passes (a container may take its whole stop grace to exit), so one
+//! slow stop never holds up the start of other instances.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_common::agent::{DesiredInstance, ObservedInstance};
+use gantry_common::cluster::InstanceState;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::plan::{self, create_backoff, CreateError, Step, Tracked};
-use crate::runtime::{labels, ContainerInfo, ContainerRuntime, ContainerSpec, RuntimeError};
+use crate::runtime::{
+    labels, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
+};
 
-/// How long a stopping container gets between SIGTERM and SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const PIDS_LIMIT: i64 = 512;
 
@@ -36,8 +41,12 @@ pub struct Converger<R> {
     /// nothing is created or removed (a restarted agent keeps its containers running).
     desired: Option<(u64, Vec<DesiredInstance>)>,
     tracked: HashMap<Uuid, Tracked>,
-    /// This node's containers by instance, as of the last pass.
+    /// This node's containers by instance, as of the last pass (those being stopped left out).
     containers: HashMap<Uuid, ContainerInfo>,
+    /// Instances with a container being stopped, as of the last pass.
+    leaving: HashSet<Uuid>,
+    /// Stops under way, by container id.
+    stopping: HashMap<String, JoinHandle<()>>,
     http: reqwest::Client,
 }
 
@@ -50,6 +59,8 @@ impl<R: ContainerRuntime> Converger<R> {
             desired: None,
             tracked: HashMap::new(),
             containers: HashMap::new(),
+            leaving: HashSet::new(),
+            stopping: HashMap::new(),
             http: reqwest::Client::builder()
                 .timeout(PROBE_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
@@ -60,8 +71,8 @@ impl<R: ContainerRuntime> Converger<R> {
 
     pub fn set_desired(&mut self, generation: u64, instances: Vec<DesiredInstance>) {
         self.tracked
-            .retain(|id, _| instances.iter().any(|d| d.id == *id));
-        for d in &instances {
+            .retain(|id, _| instances.iter().any(|d| d.id == *id && !d.stop));
+        for d in instances.iter().filter(|d| !d.stop) {
             self.tracked.entry(d.id).or_default();
         }
         self.desired = Some((generation, instances));
@@ -77,18 +88,27 @@ impl<R: ContainerRuntime> Converger<R> {
         self.desired.as_ref().map(|(g, _)| *g)
     }
 
+    /// Waits for the stops under way (tests; an agent that is shutting down).
+    pub async fn finish_stops(&mut self) {
+        for (_, handle) in self.stopping.drain() {
+            let _ = handle.await;
+        }
+    }
+
     /// One pass. Engine errors are logged and retried next pass; they never end the agent.
     ///
     /// # Guarantees
     /// Touches only containers labelled `gantry.node=<this node>`.
     pub async fn pass(&mut self) -> Result<Vec<ObservedInstance>, RuntimeError> {
         let now = Instant::now();
+        self.stopping.retain(|_, handle| !handle.is_finished());
         let containers = self.runtime.list(labels::NODE, &self.node).await?;
         let Some((_, desired)) = self.desired.clone() else {
             return Ok(Vec::new());
         };
         plan::observe_exits(&containers, &mut self.tracked, now);
-        let steps = plan::plan(&desired, &containers, &self.tracked, now);
+        let stopping: HashSet<String> = self.stopping.keys().cloned().collect();
+        let steps = plan::plan(&desired, &containers, &self.tracked, &stopping, now);
         let changed = !steps.is_empty();
         for step in steps {
             self.execute(step, &desired).await;
@@ -98,10 +118,18 @@ impl<R: ContainerRuntime> Converger<R> {
         } else {
             containers
         };
-        self.containers = containers
-            .into_iter()
-            .filter_map(|c| plan::instance_of(&c).map(|id| (id, c)))
-            .collect();
+        self.leaving.clear();
+        self.containers.clear();
+        for c in containers {
+            let Some(id) = plan::instance_of(&c) else {
+                continue;
+            };
+            if self.stopping.contains_key(&c.id) {
+                self.leaving.insert(id);
+            } else {
+                self.containers.insert(id, c);
+            }
+        }
         self.probe(&desired, |_| true).await;
         Ok(self.observed(&desired))
     }
@@ -116,16 +144,30 @@ impl<R: ContainerRuntime> Converger<R> {
         self.observed(&desired)
     }
 
-    /// Every desired instance's state, from the last listing and what is tracked.
+    /// Every desired instance's state, from the last listing and what is tracked. An instance
+    /// the server wants stopped is reported (`stopping`) until its container is gone.
     fn observed(&self, desired: &[DesiredInstance]) -> Vec<ObservedInstance> {
         let now = Instant::now();
         desired
             .iter()
-            .map(|d| {
+            .filter_map(|d| {
                 let container = self.containers.get(&d.id);
+                if d.stop {
+                    let present = container.is_some() || self.leaving.contains(&d.id);
+                    return present.then(|| ObservedInstance {
+                        id: d.id,
+                        state: InstanceState::Stopping,
+                        reason: None,
+                        host_port: None,
+                        restarts: 0,
+                        last_exit_code: None,
+                        started_at: container.and_then(|c| c.started_at),
+                        image_id: container.and_then(|c| c.image_id.clone()),
+                    });
+                }
                 let tracked = self.tracked.get(&d.id).cloned().unwrap_or_default();
                 let (state, reason) = plan::observed_state(container, &tracked, now);
-                ObservedInstance {
+                Some(ObservedInstance {
                     id: d.id,
                     state,
                     reason,
@@ -133,7 +175,8 @@ impl<R: ContainerRuntime> Converger<R> {
                     restarts: tracked.restarts,
                     last_exit_code: tracked.last_exit_code,
                     started_at: container.and_then(|c| c.started_at),
-                }
+                    image_id: container.and_then(|c| c.image_id.clone()),
+                })
             })
             .collect()
     }
@@ -141,12 +184,7 @@ impl<R: ContainerRuntime> Converger<R> {
     async fn execute(&mut self, step: Step, desired: &[DesiredInstance]) {
         let spec_of = |id: Uuid| desired.iter().find(|d| d.id == id);
         match step {
-            Step::Remove { container } => {
-                tracing::info!(container.id = %container, "removing container {container}");
-                if let Err(e) = self.runtime.remove(&container, STOP_GRACE).await {
-                    tracing::warn!(container.id = %container, "failed to remove container {container}: {e}");
-                }
-            }
+            Step::Stop { container, grace } => self.stop_beside(container, grace),
             Step::Create { instance } => {
                 if let Some(d) = spec_of(instance) {
                     self.create(d).await;
@@ -181,22 +219,36 @@ impl<R: ContainerRuntime> Converger<R> {
             Step::Replace {
                 instance,
                 container,
+                grace,
+                why,
             } => {
-                tracing::warn!(instance.id = %instance, "instance {instance} failed its liveness checks; replacing its container");
-                if let Err(e) = self.runtime.remove(&container, STOP_GRACE).await {
-                    tracing::warn!(instance.id = %instance, "failed to remove container {container}: {e}");
-                    return;
-                }
+                tracing::warn!(instance.id = %instance, "instance {instance} {why}; replacing its container");
                 let t = self.tracked.entry(instance).or_default();
                 t.restarts += 1;
                 t.ready = false;
                 t.ever_ready = false;
                 t.probe_failures = 0;
-                if let Some(d) = spec_of(instance) {
-                    self.create(d).await;
-                }
+                t.running_since = None;
+                // A fresh container is created once this one is gone (the plan waits for it).
+                self.stop_beside(container, grace);
             }
         }
+    }
+
+    /// Starts stopping a container in the background; passes leave it alone meanwhile.
+    fn stop_beside(&mut self, container: String, grace: Duration) {
+        if self.stopping.contains_key(&container) {
+            return;
+        }
+        tracing::info!(container.id = %container, "stopping container {container} (grace {grace:?})");
+        let runtime = Arc::clone(&self.runtime);
+        let id = container.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = runtime.remove(&id, grace).await {
+                tracing::warn!(container.id = %id, "failed to stop container {id}: {e}");
+            }
+        });
+        self.stopping.insert(container, handle);
     }
 
     async fn create(&mut self, d: &DesiredInstance) {
@@ -215,6 +267,7 @@ impl<R: ContainerRuntime> Converger<R> {
                 t.error = None;
                 t.retry_at = None;
                 t.running_since = Some(Instant::now());
+                t.probe_error = None;
             }
             Err(e) => {
                 tracing::warn!(instance.id = %id, "failed to create instance {id}: {e}");
@@ -229,7 +282,15 @@ impl<R: ContainerRuntime> Converger<R> {
     }
 
     async fn try_create(&self, d: &DesiredInstance) -> Result<String, RuntimeError> {
-        self.runtime.ensure_image(&d.image).await?;
+        let image_id = self.runtime.ensure_image(&d.image).await?;
+        if let Some(pinned) = d.image_digest.as_deref().filter(|p| *p != image_id) {
+            // A rollback (or a new instance of an old release) must run what the release ran,
+            // not whatever the tag points at today.
+            return Err(RuntimeError::ImagePull(format!(
+                "image {} is now {image_id}, but release v{} runs {pinned}; deploy the image again to run the new one",
+                d.image, d.release
+            )));
+        }
         let network = team_network(&d.team, &self.node);
         let common_labels = BTreeMap::from([
             (labels::MANAGED.to_owned(), "true".to_owned()),
@@ -243,11 +304,13 @@ impl<R: ContainerRuntime> Converger<R> {
         let mut container_labels = common_labels;
         container_labels.insert(labels::APP.into(), d.app.clone());
         container_labels.insert(labels::INSTANCE.into(), d.id.to_string());
+        container_labels.insert(labels::RELEASE.into(), d.release.to_string());
         self.runtime
             .run(&ContainerSpec {
                 name: container_name(d.id),
                 image: d.image.clone(),
                 labels: container_labels,
+                env: d.env.0.iter().map(|(k, v)| format!("{k}={v}")).collect(),
                 port: d.port,
                 host_ip: self.address.clone(),
                 network: network_id,
@@ -258,32 +321,55 @@ impl<R: ContainerRuntime> Converger<R> {
             .await
     }
 
-    /// Probes the health path of the running instances `which` selects, concurrently.
+    /// Probes the health path of the running instances `which` selects, concurrently. A worker
+    /// (no port) is ready as soon as its container runs.
     async fn probe(&mut self, desired: &[DesiredInstance], which: impl Fn(&Tracked) -> bool) {
-        let probes = desired.iter().filter_map(|d| {
+        let probes = desired.iter().filter(|d| !d.stop).filter_map(|d| {
             if !self.tracked.get(&d.id).is_some_and(&which) {
                 return None;
             }
-            let port = self.containers.get(&d.id)?.host_port?;
-            let url = format!("http://{}:{port}{}", self.address, d.health_check_path);
+            let container = self.containers.get(&d.id)?;
+            if container.status != ContainerStatus::Running {
+                return None;
+            }
+            if d.port.is_none() {
+                return Some(futures_util::future::Either::Left(
+                    async move { (d.id, Ok(())) },
+                ));
+            }
+            let host_port = container.host_port?;
+            let url = format!("http://{}:{host_port}{}", self.address, d.health_check_path);
             let http = self.http.clone();
-            Some(async move {
-                let ok = match http.get(&url).send().await {
-                    Ok(res) => res.status().is_success() || res.status().is_redirection(),
-                    Err(_) => false,
+            let path = d.health_check_path.clone();
+            Some(futures_util::future::Either::Right(async move {
+                let result = match http.get(&url).send().await {
+                    Ok(res) if res.status().is_success() || res.status().is_redirection() => Ok(()),
+                    Ok(res) => Err(format!("health check GET {path} answered {}", res.status())),
+                    Err(e) if e.is_timeout() => Err(format!(
+                        "health check GET {path} timed out after {PROBE_TIMEOUT:?}"
+                    )),
+                    Err(e) if e.is_connect() => Err(format!(
+                        "health check GET {path}: nothing listens on the app's port"
+                    )),
+                    Err(_) => Err(format!("health check GET {path} failed")),
                 };
-                (d.id, ok)
-            })
+                (d.id, result)
+            }))
         });
         let results = futures_util::future::join_all(probes).await;
-        for (id, ok) in results {
+        for (id, result) in results {
             let t = self.tracked.entry(id).or_default();
-            t.ready = ok;
-            if ok {
-                t.ever_ready = true;
-                t.probe_failures = 0;
-            } else {
-                t.probe_failures += 1;
+            t.ready = result.is_ok();
+            match result {
+                Ok(()) => {
+                    t.ever_ready = true;
+                    t.probe_failures = 0;
+                    t.probe_error = None;
+                }
+                Err(why) => {
+                    t.probe_failures += 1;
+                    t.probe_error = Some(why);
+                }
             }
         }
     }
@@ -296,14 +382,8 @@ mod tests {
 
     fn desired(n: u128, image: &str) -> DesiredInstance {
         DesiredInstance {
-            id: Uuid::from_u128(n),
-            team: "acme".into(),
-            app: "web".into(),
             image: image.into(),
-            port: 8888,
-            cpu_millis: 100,
-            memory_mib: 64,
-            health_check_path: "/healthz".into(),
+            ..plan::tests::desired(n)
         }
     }
 
@@ -338,6 +418,7 @@ mod tests {
 
         agent.set_desired(2, vec![desired(2, "hello:1")]);
         agent.pass().await.unwrap();
+        agent.finish_stops().await;
         let calls = fake.take_calls();
         assert_eq!(count(&calls)["remove"], 2);
         assert_eq!(count(&calls).get("run"), None);
@@ -360,6 +441,7 @@ mod tests {
         let mut n1 = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
         n1.set_desired(1, vec![]);
         n1.pass().await.unwrap();
+        n1.finish_stops().await;
         assert_eq!(fake.take_calls(), vec![]);
         assert_eq!(fake.containers().len(), 1);
     }
@@ -398,6 +480,7 @@ mod tests {
             (labels::APP, "web"),
             (labels::NODE, "n1"),
             (labels::MANAGED, "true"),
+            (labels::RELEASE, "1"),
         ] {
             assert_eq!(c.labels.get(k).map(String::as_str), Some(v), "label {k}");
         }
@@ -421,5 +504,82 @@ mod tests {
         let observed = agent.pass().await.unwrap();
         assert_eq!(observed[0].restarts, 1);
         assert!(fake.take_calls().contains(&Call::Start(id)));
+    }
+
+    #[tokio::test]
+    async fn a_stop_order_stops_the_container_and_reports_stopping_until_it_is_gone() {
+        let fake = Arc::new(FakeRuntime::new());
+        let mut agent = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
+        agent.set_desired(1, vec![desired(1, "hello:1"), desired(2, "hello:1")]);
+        agent.pass().await.unwrap();
+        fake.take_calls();
+
+        let mut leaving = desired(1, "hello:1");
+        leaving.stop = true;
+        agent.set_desired(2, vec![leaving, desired(2, "hello:1")]);
+        let observed = agent.pass().await.unwrap();
+        let one = observed
+            .iter()
+            .find(|o| o.id == Uuid::from_u128(1))
+            .unwrap();
+        assert_eq!(one.state, gantry_common::cluster::InstanceState::Stopping);
+        agent.finish_stops().await;
+        let calls = fake.take_calls();
+        assert_eq!(count(&calls)["remove"], 1);
+        assert_eq!(
+            count(&calls).get("run"),
+            None,
+            "nothing new is created for it"
+        );
+        // Once the container is gone, the instance is no longer reported.
+        let observed = agent.pass().await.unwrap();
+        assert_eq!(
+            observed.iter().map(|o| o.id).collect::<Vec<_>>(),
+            vec![Uuid::from_u128(2)]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_environment_reaches_the_container_and_workers_are_ready_once_running() {
+        let fake = Arc::new(FakeRuntime::new());
+        let mut agent = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
+        let mut worker = desired(1, "hello:1");
+        worker.port = None;
+        worker.env = gantry_common::agent::Env(BTreeMap::from([
+            ("GREETING".to_owned(), "hi".to_owned()),
+            ("GANTRY_RELEASE".to_owned(), "v1".to_owned()),
+        ]));
+        agent.set_desired(1, vec![worker]);
+        let observed = agent.pass().await.unwrap();
+        assert_eq!(
+            observed[0].state,
+            gantry_common::cluster::InstanceState::Ready
+        );
+        assert_eq!(observed[0].host_port, None);
+        assert_eq!(
+            observed[0].image_id.as_deref(),
+            Some("sha256:id-of-hello:1")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_image_that_now_resolves_to_another_id_is_refused_not_run() {
+        let fake = Arc::new(FakeRuntime::new());
+        fake.set_image_id("hello:1", "sha256:rebuilt");
+        let mut agent = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into());
+        let mut pinned = desired(1, "hello:1");
+        pinned.image_digest = Some("sha256:original".into());
+        agent.set_desired(1, vec![pinned]);
+        let observed = agent.pass().await.unwrap();
+        assert_eq!(
+            observed[0].state,
+            gantry_common::cluster::InstanceState::ImagePullError
+        );
+        let reason = observed[0].reason.as_deref().unwrap();
+        assert!(
+            reason.contains("sha256:rebuilt") && reason.contains("sha256:original"),
+            "{reason}"
+        );
+        assert_eq!(count(&fake.take_calls()).get("run"), None);
     }
 }

@@ -11,9 +11,11 @@
 
 pub mod connection;
 pub mod converge;
+pub mod identity;
 pub mod plan;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,13 +29,16 @@ const PASS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often instances that are starting up are probed between passes.
 const SETTLING_INTERVAL: Duration = Duration::from_millis(10);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentConfig {
-    /// The server's base URL, e.g. `http://127.0.0.1:8080`.
+    /// The server's base URL, e.g. `https://gantry.example.com`.
     pub server: String,
-    /// A join token from `POST /api/v1/nodes/join-tokens`.
-    pub token: String,
+    /// A join token from `POST /api/v1/nodes/join-tokens`: needed only until the node is
+    /// registered (its first connection).
+    pub join_token: Option<String>,
     pub name: String,
+    /// Where the node's identity (name and credential) is kept.
+    pub state_dir: PathBuf,
     /// The address instance ports are published on and probed at.
     pub address: String,
     pub labels: BTreeMap<String, String>,
@@ -44,9 +49,25 @@ pub type Desired = Option<(u64, Vec<DesiredInstance>)>;
 /// The latest observation, tagged with the generation it applied.
 pub type Observed = Option<(u64, Vec<ObservedInstance>)>;
 
+impl std::fmt::Debug for AgentConfig {
+    // The join token is a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("server", &self.server)
+            .field("join_token", &self.join_token.as_ref().map(|_| "***"))
+            .field("name", &self.name)
+            .field("state_dir", &self.state_dir)
+            .field("address", &self.address)
+            .field("labels", &self.labels)
+            .finish()
+    }
+}
+
 /// Runs the agent until the returned future is dropped, or until the server refuses it (an
-/// operator has to act: wrong token, old protocol, duplicate name).
+/// operator has to act: a name taken by another node, a removed node, an old protocol).
 pub async fn run<R: ContainerRuntime>(config: AgentConfig, runtime: Arc<R>) -> anyhow::Result<()> {
+    let identity =
+        identity::load_or_create(&config.state_dir, &config.name, config.join_token.is_some())?;
     let capacity = runtime
         .capacity()
         .await
@@ -55,7 +76,8 @@ pub async fn run<R: ContainerRuntime>(config: AgentConfig, runtime: Arc<R>) -> a
     let (observed_tx, observed_rx) = watch::channel::<Observed>(None);
     let converger = converge::Converger::new(runtime, config.name.clone(), config.address.clone());
     let converging = tokio::spawn(converge_forever(converger, desired_rx, observed_tx));
-    let result = connection::connect_forever(&config, capacity, desired_tx, observed_rx).await;
+    let result =
+        connection::connect_forever(&config, identity, capacity, desired_tx, observed_rx).await;
     converging.abort();
     result
 }

@@ -4,7 +4,7 @@
 //! [`plan`] says which engine calls to make next; [`observe_exits`] turns newly exited
 //! containers into a crash backoff; [`observed_state`] names the state a person sees.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use gantry_common::agent::DesiredInstance;
@@ -20,6 +20,8 @@ pub const LIVENESS_FAILURES: u32 = 3;
 pub const STABLE_RUN: Duration = Duration::from_secs(600);
 /// For this long after a (re)start, an instance that is not ready yet is probed between passes.
 pub const FAST_PROBE_WINDOW: Duration = Duration::from_secs(5);
+/// How long a container nobody wants any more (or a duplicate) gets between SIGTERM and SIGKILL.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
 /// What the agent remembers of one desired instance between passes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub struct Tracked {
     /// The last health probe passed.
     pub ready: bool,
     pub ever_ready: bool,
+    /// What the last failed health probe saw, shown while the instance is not ready.
+    pub probe_error: Option<String>,
     pub probe_failures: u32,
 }
 
@@ -60,8 +64,9 @@ pub enum CreateError {
 /// One engine call to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Stop and remove a container that is not (or no longer) desired, or a duplicate.
-    Remove { container: String },
+    /// Stop (SIGTERM, `grace`, SIGKILL) and remove a container: one the server wants stopped,
+    /// one nobody wants any more, or a duplicate. Runs beside the passes that follow.
+    Stop { container: String, grace: Duration },
     /// Pull the image if needed, ensure the team network, create and start the container.
     Create { instance: Uuid },
     /// Start a container that was created but never started (a start that failed, or an agent
@@ -69,8 +74,14 @@ pub enum Step {
     Start { instance: Uuid, container: String },
     /// Start an exited container again: a restart, counted.
     Restart { instance: Uuid, container: String },
-    /// Liveness failed: remove the container and create a fresh one.
-    Replace { instance: Uuid, container: String },
+    /// Liveness failed, or the instance never became ready within its startup deadline: stop
+    /// the container (counted as a restart); a fresh one is created once it is gone.
+    Replace {
+        instance: Uuid,
+        container: String,
+        grace: Duration,
+        why: String,
+    },
 }
 
 /// Crash backoff: 1 s, 2 s, 4 s… capped at one minute.
@@ -134,23 +145,39 @@ pub fn observe_exits(
 /// - Only containers labelled for this node are passed in, so only those are ever removed.
 /// - A desired instance whose container runs is left alone (no restart on reconnect).
 /// - At most one container per instance survives: duplicates are removed, a running one kept.
+/// - Containers in `stopping` are left to the stop under way, and their instance waits for it
+///   (a new container of the same name could not be created before the old one is gone).
 pub fn plan(
     desired: &[DesiredInstance],
     containers: &[ContainerInfo],
     tracked: &HashMap<Uuid, Tracked>,
+    stopping: &HashSet<String>,
     now: Instant,
 ) -> Vec<Step> {
     let wanted: HashMap<Uuid, &DesiredInstance> = desired.iter().map(|d| (d.id, d)).collect();
     let mut steps = Vec::new();
     let mut by_instance: BTreeMap<Uuid, &ContainerInfo> = BTreeMap::new();
+    let mut busy: HashSet<Uuid> = HashSet::new();
     for container in containers {
-        let keep = instance_of(container).filter(|id| wanted.contains_key(id));
-        let Some(id) = keep else {
-            steps.push(Step::Remove {
+        if stopping.contains(&container.id) {
+            busy.extend(instance_of(container));
+            continue;
+        }
+        let keep = instance_of(container).and_then(|id| wanted.get(&id).map(|d| (id, d)));
+        let Some((id, d)) = keep else {
+            steps.push(Step::Stop {
                 container: container.id.clone(),
+                grace: ORPHAN_GRACE,
             });
             continue;
         };
+        if d.stop {
+            steps.push(Step::Stop {
+                container: container.id.clone(),
+                grace: Duration::from_secs(d.stop_grace_seconds.into()),
+            });
+            continue;
+        }
         match by_instance.get(&id) {
             None => {
                 by_instance.insert(id, container);
@@ -163,7 +190,10 @@ pub fn plan(
                 } else {
                     Some(container.id.clone())
                 };
-                steps.extend(loser.map(|container| Step::Remove { container }));
+                steps.extend(loser.map(|container| Step::Stop {
+                    container,
+                    grace: ORPHAN_GRACE,
+                }));
             }
         }
     }
@@ -173,7 +203,7 @@ pub fn plan(
             .and_then(|t| t.retry_at)
             .is_none_or(|at| at <= now)
     };
-    for d in desired {
+    for d in desired.iter().filter(|d| !d.stop && !busy.contains(&d.id)) {
         match by_instance.get(&d.id) {
             None if due(&d.id) => steps.push(Step::Create { instance: d.id }),
             None => {}
@@ -187,13 +217,12 @@ pub fn plan(
                     container: c.id.clone(),
                 }),
                 ContainerStatus::Running => {
-                    let dead = tracked
-                        .get(&d.id)
-                        .is_some_and(|t| t.ever_ready && t.probe_failures >= LIVENESS_FAILURES);
-                    if dead {
+                    if let Some(why) = tracked.get(&d.id).and_then(|t| unhealthy(d, t, now)) {
                         steps.push(Step::Replace {
                             instance: d.id,
                             container: c.id.clone(),
+                            grace: Duration::from_secs(d.stop_grace_seconds.into()),
+                            why,
                         });
                     }
                 }
@@ -204,6 +233,28 @@ pub fn plan(
         }
     }
     steps
+}
+
+/// Why a running instance must be replaced: its liveness probes fail after it was ready, or it
+/// never became ready within its startup deadline (so an instance that stays unready is not
+/// left alone forever).
+fn unhealthy(d: &DesiredInstance, t: &Tracked, now: Instant) -> Option<String> {
+    let probe = t.probe_error.as_deref().unwrap_or("no answer");
+    if t.ever_ready && t.probe_failures >= LIVENESS_FAILURES {
+        return Some(format!(
+            "failed {} health checks in a row ({probe})",
+            t.probe_failures
+        ));
+    }
+    let deadline = Duration::from_secs(d.ready_timeout_seconds.into());
+    let since = t.running_since?;
+    if !t.ever_ready && now.saturating_duration_since(since) > deadline {
+        return Some(format!(
+            "not ready within {} s of starting ({probe})",
+            deadline.as_secs()
+        ));
+    }
+    None
 }
 
 /// The state a person sees for a desired instance, with the reason when there is one.
@@ -225,7 +276,7 @@ pub fn observed_state(
             _ => (InstanceState::Creating, None),
         },
         Some(ContainerStatus::Running) if tracked.ready => (InstanceState::Ready, None),
-        Some(ContainerStatus::Running) => (InstanceState::Running, None),
+        Some(ContainerStatus::Running) => (InstanceState::Running, tracked.probe_error.clone()),
         Some(ContainerStatus::Exited { code }) => {
             let wait = tracked
                 .retry_at
@@ -241,20 +292,30 @@ pub fn observed_state(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn desired(n: u128) -> DesiredInstance {
+    pub(crate) fn desired(n: u128) -> DesiredInstance {
         DesiredInstance {
             id: Uuid::from_u128(n),
             team: "acme".into(),
             app: "web".into(),
+            release: 1,
             image: "hello:1".into(),
-            port: 8888,
+            image_digest: None,
+            port: Some(8888),
             cpu_millis: 100,
             memory_mib: 64,
             health_check_path: "/healthz".into(),
+            env: Default::default(),
+            ready_timeout_seconds: 300,
+            stop_grace_seconds: 30,
+            stop: false,
         }
+    }
+
+    fn none() -> HashSet<String> {
+        HashSet::new()
     }
 
     fn container(id: &str, instance: Option<u128>, status: ContainerStatus) -> ContainerInfo {
@@ -269,6 +330,7 @@ mod tests {
             status,
             host_port: (status == ContainerStatus::Running).then_some(40001),
             started_at: None,
+            image_id: None,
         }
     }
 
@@ -281,15 +343,17 @@ mod tests {
             container("b", Some(9), ContainerStatus::Running),
             container("c", None, ContainerStatus::Running),
         ];
-        let steps = plan(&want, &have, &HashMap::new(), now);
+        let steps = plan(&want, &have, &HashMap::new(), &none(), now);
         assert_eq!(
             steps,
             vec![
-                Step::Remove {
-                    container: "b".into()
+                Step::Stop {
+                    container: "b".into(),
+                    grace: ORPHAN_GRACE
                 },
-                Step::Remove {
-                    container: "c".into()
+                Step::Stop {
+                    container: "c".into(),
+                    grace: ORPHAN_GRACE
                 },
                 Step::Create {
                     instance: Uuid::from_u128(2)
@@ -306,7 +370,7 @@ mod tests {
             container("a", Some(1), ContainerStatus::Running),
             container("b", Some(2), ContainerStatus::Running),
         ];
-        assert_eq!(plan(&want, &have, &HashMap::new(), now), vec![]);
+        assert_eq!(plan(&want, &have, &HashMap::new(), &none(), now), vec![]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -316,11 +380,12 @@ mod tests {
             container("old", Some(1), ContainerStatus::Exited { code: 1 }),
             container("new", Some(1), ContainerStatus::Running),
         ];
-        let steps = plan(&[desired(1)], &have, &HashMap::new(), now);
+        let steps = plan(&[desired(1)], &have, &HashMap::new(), &none(), now);
         assert_eq!(
             steps,
-            vec![Step::Remove {
-                container: "old".into()
+            vec![Step::Stop {
+                container: "old".into(),
+                grace: ORPHAN_GRACE
             }]
         );
     }
@@ -343,7 +408,7 @@ mod tests {
             Some(start + Duration::from_secs(1))
         );
 
-        assert_eq!(plan(&want, &exited, &tracked, start), vec![]);
+        assert_eq!(plan(&want, &exited, &tracked, &none(), start), vec![]);
         let (state, reason) =
             observed_state(Some(&exited[0]), &tracked[&Uuid::from_u128(1)], start);
         assert_eq!(state, InstanceState::CrashLoop);
@@ -354,7 +419,7 @@ mod tests {
 
         let later = start + Duration::from_secs(1);
         assert_eq!(
-            plan(&want, &exited, &tracked, later),
+            plan(&want, &exited, &tracked, &none(), later),
             vec![Step::Restart {
                 instance: Uuid::from_u128(1),
                 container: "a".into()
@@ -397,12 +462,18 @@ mod tests {
                 ..Tracked::default()
             },
         )]);
-        assert_eq!(plan(&[desired(1)], &[], &tracked, now), vec![]);
+        assert_eq!(plan(&[desired(1)], &[], &tracked, &none(), now), vec![]);
         let (state, reason) = observed_state(None, &tracked[&Uuid::from_u128(1)], now);
         assert_eq!(state, InstanceState::ImagePullError);
         assert_eq!(reason.as_deref(), Some("manifest unknown"));
         assert_eq!(
-            plan(&[desired(1)], &[], &tracked, now + Duration::from_secs(5)),
+            plan(
+                &[desired(1)],
+                &[],
+                &tracked,
+                &none(),
+                now + Duration::from_secs(5)
+            ),
             vec![Step::Create {
                 instance: Uuid::from_u128(1)
             }]
@@ -422,22 +493,79 @@ mod tests {
             ..Tracked::default()
         };
         let tracked = HashMap::from([(Uuid::from_u128(1), t.clone())]);
-        assert_eq!(plan(&[desired(1)], &running, &tracked, now), vec![]);
+        assert_eq!(
+            plan(&[desired(1)], &running, &tracked, &none(), now),
+            vec![]
+        );
         t.probe_failures = LIVENESS_FAILURES;
         let tracked = HashMap::from([(Uuid::from_u128(1), t)]);
         assert_eq!(
-            plan(&[desired(1)], &running, &tracked, now),
+            plan(&[desired(1)], &running, &tracked, &none(), now),
             vec![Step::Replace {
                 instance: Uuid::from_u128(1),
-                container: "a".into()
+                container: "a".into(),
+                grace: Duration::from_secs(30),
+                why: "failed 3 health checks in a row (no answer)".into(),
             }]
         );
-        // Never ready yet: a slow start is not a liveness failure.
+        // Never ready yet: a slow start is not a liveness failure…
         let slow = Tracked {
             probe_failures: 10,
+            running_since: Some(now),
+            probe_error: Some("GET /healthz: 503".into()),
             ..Tracked::default()
         };
         let tracked = HashMap::from([(Uuid::from_u128(1), slow)]);
-        assert_eq!(plan(&[desired(1)], &running, &tracked, now), vec![]);
+        assert_eq!(
+            plan(&[desired(1)], &running, &tracked, &none(), now),
+            vec![]
+        );
+        // …until its startup deadline passes: then it is replaced, not left unready forever.
+        let late = now + Duration::from_secs(301);
+        assert_eq!(
+            plan(&[desired(1)], &running, &tracked, &none(), late),
+            vec![Step::Replace {
+                instance: Uuid::from_u128(1),
+                container: "a".into(),
+                grace: Duration::from_secs(30),
+                why: "not ready within 300 s of starting (GET /healthz: 503)".into(),
+            }]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_orders_stop_with_the_instance_grace_and_nothing_is_created_for_them() {
+        let now = Instant::now();
+        let mut gone = desired(1);
+        gone.stop = true;
+        gone.stop_grace_seconds = 7;
+        let mut never_started = desired(2);
+        never_started.stop = true;
+        let have = [container("a", Some(1), ContainerStatus::Running)];
+        assert_eq!(
+            plan(&[gone, never_started], &have, &HashMap::new(), &none(), now),
+            vec![Step::Stop {
+                container: "a".into(),
+                grace: Duration::from_secs(7)
+            }]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_waits_while_its_old_container_is_being_stopped() {
+        let now = Instant::now();
+        let have = [container("a", Some(1), ContainerStatus::Running)];
+        let stopping = HashSet::from(["a".to_owned()]);
+        assert_eq!(
+            plan(&[desired(1)], &have, &HashMap::new(), &stopping, now),
+            vec![]
+        );
+        // Once it is gone, a fresh container is created.
+        assert_eq!(
+            plan(&[desired(1)], &[], &HashMap::new(), &stopping, now),
+            vec![Step::Create {
+                instance: Uuid::from_u128(1)
+            }]
+        );
     }
 }

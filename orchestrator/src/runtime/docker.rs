@@ -35,6 +35,8 @@ use super::{
 const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 /// Containers inspected at once by [`DockerRuntime::list`].
 const LIST_CONCURRENCY: usize = 8;
+/// How much longer than the stop grace a stop request may take before we give up on it.
+const STOP_REQUEST_SLACK: Duration = Duration::from_secs(30);
 const MIB: i64 = 1024 * 1024;
 
 /// The node's Docker engine.
@@ -172,14 +174,19 @@ impl ContainerRuntime for DockerRuntime {
     /// # Guarantees
     /// Pulls nothing when the image is present. A pull failure, including one the engine reports
     /// inside the progress stream after a 200, is [`RuntimeError::ImagePull`].
-    async fn ensure_image(&self, image: &str) -> RuntimeResult<()> {
+    async fn ensure_image(&self, image: &str) -> RuntimeResult<String> {
         if !is_plausible_image_ref(image) {
             return Err(RuntimeError::ImagePull(format!(
                 "invalid image reference {image:?}"
             )));
         }
+        let image_id = |inspected: bollard::models::ImageInspect| {
+            inspected.id.ok_or_else(|| {
+                RuntimeError::Engine(format!("the engine shows image {image} without an id"))
+            })
+        };
         match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
+            Ok(inspected) => return image_id(inspected),
             // 400 is a malformed reference: the pull says so, as an ImagePull error.
             Err(err) if matches!(status_of(&err), Some(404 | 400)) => {}
             Err(err) => return Err(engine_error(err)),
@@ -197,7 +204,7 @@ impl ContainerRuntime for DockerRuntime {
             .await
             .map_err(|err| RuntimeError::ImagePull(engine_message(err)))?;
         match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(()),
+            Ok(inspected) => image_id(inspected),
             Err(err) if status_of(&err) == Some(404) => Err(RuntimeError::ImagePull(format!(
                 "the pull of {image} ended without error, but the engine does not have it"
             ))),
@@ -286,17 +293,20 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     /// # Guarantees
-    /// A container that is already stopped or gone is fine.
+    /// A container that is already stopped or gone is fine. The engine sends the image's stop
+    /// signal (SIGTERM unless the image says otherwise), then SIGKILL after `grace`.
     ///
     /// # Assumptions
-    /// `grace` is well under bollard's 2-minute request timeout, or the stop request times out
-    /// (and the call fails, to be retried).
+    /// Nothing else waits on this call: it takes up to `grace`.
     async fn remove(&self, id: &str, grace: Duration) -> RuntimeResult<()> {
         let stop = StopContainerOptions {
             t: Some(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX)),
             ..Default::default()
         };
-        match self.docker.stop_container(id, Some(stop)).await {
+        // The engine answers a stop only once the container is down, up to `grace` later: this
+        // request gets a timeout of its own beyond that (bollard's default is 2 minutes).
+        let patient = self.docker.clone().with_timeout(grace + STOP_REQUEST_SLACK);
+        match patient.stop_container(id, Some(stop)).await {
             // 304 (already stopped) arrives as Ok.
             Ok(()) => {}
             Err(err) if status_of(&err) == Some(404) => return Ok(()),
@@ -349,23 +359,28 @@ impl ContainerRuntime for DockerRuntime {
 
 /// The container as Gantry runs every tenant: hardened here, so no caller can forget it.
 fn container_body(spec: &ContainerSpec, has_init: bool) -> ContainerCreateBody {
-    let port = format!("{}/tcp", spec.port);
+    let port = spec.port.map(|p| format!("{p}/tcp"));
     let host_config = HostConfig {
-        port_bindings: Some(HashMap::from([(
-            port.clone(),
-            Some(vec![PortBinding {
-                host_ip: Some(spec.host_ip.clone()),
-                // Empty: the engine picks a free ephemeral port; `list` reports it.
-                host_port: Some(String::new()),
-            }]),
-        )])),
+        port_bindings: port.clone().map(|port| {
+            HashMap::from([(
+                port,
+                Some(vec![PortBinding {
+                    host_ip: Some(spec.host_ip.clone()),
+                    // Empty: the engine picks a free ephemeral port; `list` reports it.
+                    host_port: Some(String::new()),
+                }]),
+            )])
+        }),
         memory: Some(i64::from(spec.memory_mib) * MIB),
         // Equal to `memory`: no swap on top.
         memory_swap: Some(i64::from(spec.memory_mib) * MIB),
         nano_cpus: Some(i64::from(spec.cpu_millis) * 1_000_000),
         pids_limit: Some(spec.pids_limit),
         cap_drop: Some(vec!["ALL".to_owned()]),
-        cap_add: (spec.port < 1024).then(|| vec!["NET_BIND_SERVICE".to_owned()]),
+        cap_add: spec
+            .port
+            .is_some_and(|p| p < 1024)
+            .then(|| vec!["NET_BIND_SERVICE".to_owned()]),
         security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
         privileged: Some(false),
         network_mode: Some(spec.network.clone()),
@@ -381,7 +396,8 @@ fn container_body(spec: &ContainerSpec, has_init: bool) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         labels: Some(spec.labels.clone().into_iter().collect()),
-        exposed_ports: Some(HashMap::from([(port, HashMap::new())])),
+        env: Some(spec.env.clone()),
+        exposed_ports: port.map(|port| HashMap::from([(port, HashMap::new())])),
         host_config: Some(host_config),
         ..Default::default()
     }
@@ -415,6 +431,7 @@ fn container_info(details: ContainerInspectResponse) -> ContainerInfo {
         status,
         host_port,
         started_at: parse_started_at(details.state.as_ref().and_then(|s| s.started_at.as_deref())),
+        image_id: details.image,
     }
 }
 
@@ -635,11 +652,12 @@ mod tests {
         assert_eq!(first_tcp_host_port(&PortMap::new()), None);
     }
 
-    fn spec(port: u16) -> ContainerSpec {
+    fn spec(port: Option<u16>) -> ContainerSpec {
         ContainerSpec {
             name: "gantry-i1".into(),
             image: "gantry-hello:latest".into(),
             labels: BTreeMap::from([("gantry.managed".into(), "true".into())]),
+            env: vec!["PORT=8888".into()],
             port,
             host_ip: "127.0.0.1".into(),
             network: "gantry-team-acme".into(),
@@ -651,7 +669,8 @@ mod tests {
 
     #[test]
     fn hardens_every_container() {
-        let body = container_body(&spec(8888), true);
+        let body = container_body(&spec(Some(8888)), true);
+        assert_eq!(body.env, Some(vec!["PORT=8888".to_owned()]));
         let host = body.host_config.unwrap();
         assert_eq!(host.memory, Some(64 * MIB));
         assert_eq!(host.memory_swap, host.memory);
@@ -672,9 +691,16 @@ mod tests {
         );
         assert!(body.exposed_ports.unwrap().contains_key("8888/tcp"));
 
-        let low = container_body(&spec(80), false).host_config.unwrap();
+        let low = container_body(&spec(Some(80)), false).host_config.unwrap();
         assert_eq!(low.cap_add, Some(vec!["NET_BIND_SERVICE".to_owned()]));
         assert_eq!(low.init, None);
+
+        // A worker publishes nothing.
+        let worker = container_body(&spec(None), true);
+        assert_eq!(worker.exposed_ports, None);
+        let host = worker.host_config.unwrap();
+        assert_eq!(host.port_bindings, None);
+        assert_eq!(host.cap_add, None);
     }
 
     #[test]

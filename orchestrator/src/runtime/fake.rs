@@ -25,6 +25,10 @@ struct Inner {
     containers: BTreeMap<String, ContainerInfo>,
     calls: Vec<Call>,
     missing_images: HashSet<String>,
+    /// Image ids by reference, for images whose id a test chose.
+    image_ids: HashMap<String, String>,
+    /// Containers that publish no port (workers).
+    unpublished: HashSet<String>,
     next_id: u64,
     next_port: u16,
 }
@@ -42,6 +46,13 @@ impl FakeRuntime {
     /// Pulls of `image` fail from now on, as with a typo in the name.
     pub fn fail_pulls_of(&self, image: &str) {
         self.lock().missing_images.insert(image.to_owned());
+    }
+
+    /// `image` resolves to `id` from now on (as after a rebuild under the same tag).
+    pub fn set_image_id(&self, image: &str, id: &str) {
+        self.lock()
+            .image_ids
+            .insert(image.to_owned(), id.to_owned());
     }
 
     /// Every call so far, oldest first; clears the record.
@@ -81,7 +92,7 @@ impl ContainerRuntime for FakeRuntime {
         })
     }
 
-    async fn ensure_image(&self, image: &str) -> RuntimeResult<()> {
+    async fn ensure_image(&self, image: &str) -> RuntimeResult<String> {
         let mut inner = self.lock();
         inner.calls.push(Call::EnsureImage(image.to_owned()));
         if inner.missing_images.contains(image) {
@@ -89,7 +100,7 @@ impl ContainerRuntime for FakeRuntime {
                 "pull access denied for {image}, repository does not exist"
             )));
         }
-        Ok(())
+        Ok(fake_image_id(&inner, image))
     }
 
     async fn ensure_network(
@@ -111,6 +122,10 @@ impl ContainerRuntime for FakeRuntime {
         inner.next_port += 1;
         let id = format!("c{}", inner.next_id);
         let port = 40000 + inner.next_port;
+        let image_id = fake_image_id(&inner, &spec.image);
+        if spec.port.is_none() {
+            inner.unpublished.insert(id.clone());
+        }
         inner.containers.insert(
             id.clone(),
             ContainerInfo {
@@ -118,8 +133,9 @@ impl ContainerRuntime for FakeRuntime {
                 name: spec.name.clone(),
                 labels: spec.labels.clone(),
                 status: ContainerStatus::Running,
-                host_port: Some(port),
+                host_port: spec.port.map(|_| port),
                 started_at: Some(time::OffsetDateTime::UNIX_EPOCH),
+                image_id: Some(image_id),
             },
         );
         Ok(id)
@@ -129,11 +145,11 @@ impl ContainerRuntime for FakeRuntime {
         let mut inner = self.lock();
         inner.calls.push(Call::Start(id.to_owned()));
         inner.next_port += 1;
-        let port = 40000 + inner.next_port;
+        let port = (!inner.unpublished.contains(id)).then_some(40000 + inner.next_port);
         match inner.containers.get_mut(id) {
             Some(c) => {
                 c.status = ContainerStatus::Running;
-                c.host_port = Some(port);
+                c.host_port = port;
                 Ok(())
             }
             None => Err(RuntimeError::Engine(format!("No such container: {id}"))),
@@ -156,6 +172,14 @@ impl ContainerRuntime for FakeRuntime {
             .cloned()
             .collect())
     }
+}
+
+fn fake_image_id(inner: &Inner, image: &str) -> String {
+    inner
+        .image_ids
+        .get(image)
+        .cloned()
+        .unwrap_or_else(|| format!("sha256:id-of-{image}"))
 }
 
 /// Counts calls by kind, for compact assertions.

@@ -23,6 +23,8 @@ pub mod labels {
     pub const APP: &str = "gantry.app";
     pub const INSTANCE: &str = "gantry.instance";
     pub const NODE: &str = "gantry.node";
+    /// The release version the container runs (`3`).
+    pub const RELEASE: &str = "gantry.release";
 }
 
 /// How to run one tenant container. The runtime adds the hardening itself (no privileges, all
@@ -34,8 +36,10 @@ pub struct ContainerSpec {
     pub name: String,
     pub image: String,
     pub labels: BTreeMap<String, String>,
-    /// The port the app listens on inside the container.
-    pub port: u16,
+    /// `NAME=value` pairs. Secret (config vars): never logged.
+    pub env: Vec<String>,
+    /// The port the app listens on inside the container; `None` publishes nothing (a worker).
+    pub port: Option<u16>,
     /// The node address the port is published on, at an ephemeral host port.
     pub host_ip: String,
     /// The id of the team's own network (from [`ContainerRuntime::ensure_network`]).
@@ -68,6 +72,8 @@ pub struct ContainerInfo {
     /// The host port the container's app port is published on, while it runs.
     pub host_port: Option<u16>,
     pub started_at: Option<OffsetDateTime>,
+    /// The id (`sha256:…`) of the image it was created from.
+    pub image_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +103,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// The node's CPU and memory, as the engine sees them.
     fn capacity(&self) -> impl Future<Output = RuntimeResult<Capacity>> + Send;
 
-    /// Makes sure `image` is on the node, pulling it if it is not.
-    fn ensure_image(&self, image: &str) -> impl Future<Output = RuntimeResult<()>> + Send;
+    /// Makes sure `image` is on the node, pulling it if it is not; returns its id (`sha256:…`).
+    fn ensure_image(&self, image: &str) -> impl Future<Output = RuntimeResult<String>> + Send;
 
     /// Makes sure the bridge network `name` exists, with these labels; returns its id.
     fn ensure_network(
@@ -113,7 +119,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Starts an existing, stopped container again (a restart after a crash).
     fn start(&self, id: &str) -> impl Future<Output = RuntimeResult<()>> + Send;
 
-    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container.
+    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container. May take `grace`:
+    /// callers run it beside their other work.
     fn remove(&self, id: &str, grace: Duration) -> impl Future<Output = RuntimeResult<()>> + Send;
 
     /// All containers, running or not, that carry the label `key=value`.

@@ -13,7 +13,8 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 
 /// Define an app. Unset settings take their defaults (port 8080, 1 replica, 500 millicores,
-/// 256 MiB, health check `/`).
+/// 256 MiB, health check `/`, stop grace 30 s, progress deadline 300 s); `"port": null` makes a
+/// worker, which is not routed. It runs nothing until its first deploy.
 #[utoipa::path(post, path = "/api/v1/teams/{team}/apps", tag = "apps",
     params(("team" = String, Path, description = "Team name")),
     request_body = CreateApp,
@@ -33,14 +34,19 @@ pub async fn create(
     let s = &body.settings;
     let mut tx = state.db.begin().await?;
     let row = sqlx::query_as::<_, AppRow>(&format!(
-        "INSERT INTO apps (team_id, name, port, replicas, cpu_millis, memory_mib, health_check_path)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO apps (team_id, name, port, replicas, cpu_millis, memory_mib, health_check_path,
+                           stop_grace_seconds, progress_deadline_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (team_id, name) DO NOTHING
          RETURNING {APP_COLUMNS}"
     ))
     .bind(access.team.id)
     .bind(body.name.as_str())
-    .bind(i32::from(s.port.unwrap_or(app_limits::DEFAULT_PORT)))
+    .bind(
+        s.port
+            .unwrap_or(Some(app_limits::DEFAULT_PORT))
+            .map(i32::from),
+    )
     .bind(s.replicas.unwrap_or(app_limits::DEFAULT_REPLICAS) as i32)
     .bind(s.cpu_millis.unwrap_or(app_limits::DEFAULT_CPU_MILLIS) as i32)
     .bind(s.memory_mib.unwrap_or(app_limits::DEFAULT_MEMORY_MIB) as i32)
@@ -48,6 +54,14 @@ pub async fn create(
         s.health_check_path
             .as_deref()
             .unwrap_or(app_limits::DEFAULT_HEALTH_CHECK_PATH),
+    )
+    .bind(
+        s.stop_grace_seconds
+            .unwrap_or(app_limits::DEFAULT_STOP_GRACE_SECONDS) as i32,
+    )
+    .bind(
+        s.progress_deadline_seconds
+            .unwrap_or(app_limits::DEFAULT_PROGRESS_DEADLINE_SECONDS) as i32,
     )
     .fetch_optional(&mut *tx)
     .await?
@@ -58,7 +72,7 @@ pub async fn create(
             access.team.slug
         ))
     })?;
-    let app = row.to_api(access.slug());
+    let app = row.to_api(access.slug(), &state);
     audit::record(
         &mut tx,
         audit::Event {
@@ -68,12 +82,16 @@ pub async fn create(
             details: json!({
                 "port": app.port, "replicas": app.replicas, "cpu_millis": app.cpu_millis,
                 "memory_mib": app.memory_mib, "health_check_path": app.health_check_path,
+                "stop_grace_seconds": app.stop_grace_seconds,
+                "progress_deadline_seconds": app.progress_deadline_seconds,
             }),
             actor: (&access.caller).into(),
         },
     )
     .await?;
     tx.commit().await?;
+    // A new host for the router (answering 503 until the app has a ready instance).
+    state.routes.notify_one();
     let location = format!("/api/v1/teams/{}/apps/{}", app.team, app.name);
     Ok((
         StatusCode::CREATED,

@@ -8,7 +8,7 @@ use crate::authz::AppAccess;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-/// Delete an app and its config vars.
+/// Delete an app, its config vars and releases; its instances stop.
 #[utoipa::path(delete, path = "/api/v1/teams/{team}/apps/{app}", tag = "apps",
     params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
     responses(
@@ -21,6 +21,10 @@ pub async fn delete(
     AppAccess { access, app }: AppAccess,
 ) -> ApiResult<StatusCode> {
     access.require(Permission::DeleteApps)?;
+    let sets: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM releases WHERE app_id = $1")
+        .bind(app.id)
+        .fetch_all(&state.db)
+        .await?;
     let mut tx = state.db.begin().await?;
     sqlx::query("DELETE FROM apps WHERE team_id = $1 AND id = $2")
         .bind(access.team.id)
@@ -39,5 +43,13 @@ pub async fn delete(
     )
     .await?;
     tx.commit().await?;
+    // The rows went with the app; the cluster lets go of its sets (its instances stop) and the
+    // router forgets the host.
+    for release in sets {
+        if let Err(e) = state.cluster.remove(app.id, release).await {
+            tracing::warn!(app.id = %app.id, "the cluster did not take the deleted app's release set {release}: {e}");
+        }
+    }
+    state.routes.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,5 +21,9 @@ pub async fn list(State(state): State<AppState>, access: TeamAccess) -> ApiResul
     .fetch_all(&state.db)
     .await?;
     let team = access.slug();
-    Ok(Json(rows.iter().map(|r| r.to_api(team.clone())).collect()))
+    Ok(Json(
+        rows.iter()
+            .map(|r| r.to_api(team.clone(), &state))
+            .collect(),
+    ))
 }

@@ -94,7 +94,7 @@ async fn create_personal_team(
             .execute(&mut *tx)
             .await?;
         let actor = Actor {
-            user_id: user.id,
+            user_id: Some(user.id),
             token_id: None,
             label: user.email.clone(),
         };

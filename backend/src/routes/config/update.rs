@@ -10,9 +10,11 @@ use crate::audit;
 use crate::authz::AppAccess;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
+use crate::releases::create::{create, Change};
 use crate::state::AppState;
 
-/// Replace all of an app's config vars; keys not given are removed.
+/// Replace all of an app's config vars; keys not given are removed. Once the app has a release,
+/// this makes a new one that rolls out like a deploy (its instances get the new environment).
 #[utoipa::path(put, path = "/api/v1/teams/{team}/apps/{app}/config", tag = "config",
     params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
     request_body = ReplaceConfig,
@@ -43,7 +45,8 @@ pub async fn replace(
         .map(Json)
 }
 
-/// Set some config vars; a `null` value removes that var.
+/// Set some config vars; a `null` value removes that var. Once the app has a release, this
+/// makes a new one that rolls out like a deploy.
 #[utoipa::path(patch, path = "/api/v1/teams/{team}/apps/{app}/config", tag = "config",
     params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
     request_body = PatchConfig,
@@ -86,6 +89,19 @@ async fn apply(
         .execute(&mut *tx)
         .await?;
     super::write(&mut tx, state, team_id, access.app.id, upserts, removals).await?;
+    let actor = audit::Actor::from(&access.access.caller);
+    let release = create(
+        &mut tx,
+        &state.sealer,
+        access.app.id,
+        team_id,
+        &actor,
+        Change::Config {
+            set: upserts.keys().map(|k| k.as_str().to_owned()).collect(),
+            removed: removals.iter().map(|k| k.as_str().to_owned()).collect(),
+        },
+    )
+    .await?;
     audit::record(
         &mut tx,
         audit::Event {
@@ -96,12 +112,16 @@ async fn apply(
             details: json!({
                 "set": upserts.keys().collect::<Vec<_>>(),
                 "removed": removals,
+                "release": release.as_ref().map(|r| r.version()),
             }),
-            actor: (&access.access.caller).into(),
+            actor,
         },
     )
     .await?;
     let vars = super::load(&mut tx, state, access).await?;
     tx.commit().await?;
+    if release.is_some() {
+        state.rollouts.notify_one();
+    }
     Ok(vars)
 }

@@ -8,7 +8,8 @@ use crate::cluster::EMBEDDED_CLUSTER;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-/// The worker nodes, with status, capacity, what is allocated on them and their instance count.
+/// The worker nodes, with status, capacity, what is allocated on them, their instance count and
+/// warnings (e.g. a loopback address the router could not reach).
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes",
     responses(
         (status = 200, body = Vec<Node>),
@@ -23,5 +24,6 @@ pub async fn list(
         .bind(None::<uuid::Uuid>)
         .fetch_all(&state.db)
         .await?;
-    Ok(Json(rows.iter().map(NodeRow::to_api).collect()))
+    let remote = state.agents_may_be_remote();
+    Ok(Json(rows.iter().map(|r| r.to_api(remote)).collect()))
 }

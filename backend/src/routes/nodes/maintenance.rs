@@ -3,7 +3,9 @@
 use axum::extract::State;
 use axum::Json;
 use gantry_common::cluster::Node;
+use serde_json::json;
 
+use crate::audit;
 use crate::authz::PlatformAdmin;
 use crate::error::ApiResult;
 use crate::extract::ApiPath;
@@ -28,11 +30,11 @@ impl Action {
         }
     }
 
-    fn verb(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
-            Action::Cordon => "cordoned",
-            Action::Uncordon => "uncordoned",
-            Action::Drain => "draining",
+            Action::Cordon => "node.cordon",
+            Action::Uncordon => "node.uncordon",
+            Action::Drain => "node.drain",
         }
     }
 }
@@ -43,18 +45,30 @@ async fn apply(
     node: &str,
     action: Action,
 ) -> ApiResult<Json<Node>> {
-    let mut db = state.db.acquire().await?;
-    let id = super::find(&mut db, node).await?;
+    let mut tx = state.db.begin().await?;
+    let id = super::find(&mut tx, node).await?;
     let (cordoned, draining) = action.flags();
     sqlx::query("UPDATE nodes SET cordoned = $2, draining = $3 WHERE id = $1")
         .bind(id)
         .bind(cordoned)
         .bind(draining)
-        .execute(&mut *db)
+        .execute(&mut *tx)
         .await?;
-    tracing::info!(node.id = %id, user.id = %admin.0.user.id, "node {node} {} by {}", action.verb(), admin.0.user.email);
-    state.cluster.kick();
-    Ok(Json(super::fetch(&mut db, id).await?))
+    let node = super::fetch(&mut tx, state, id).await?;
+    audit::record_platform(
+        &mut tx,
+        audit::PlatformEvent {
+            action: action.name(),
+            target: format!("node:{}", node.name),
+            details: json!({"node_id": id}),
+            actor: (&admin.0).into(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(node.id = %id, user.id = %admin.0.user.id, "{} of node {} by {}", action.name(), node.name, admin.0.user.email);
+    state.embedded.kick();
+    Ok(Json(node))
 }
 
 /// Take no new instances on this node; the ones there keep running.
@@ -90,7 +104,8 @@ pub async fn uncordon(
 }
 
 /// Move every instance off the node: replacements are started elsewhere first, and each old
-/// instance stops once its app has enough ready replicas without it.
+/// instance leaves the route, finishes its requests and stops once its app has enough ready
+/// replicas without it.
 #[utoipa::path(post, path = "/api/v1/nodes/{node}/drain", tag = "nodes",
     params(("node" = String, Path, description = "Node id or name")),
     responses(

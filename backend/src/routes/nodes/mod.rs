@@ -1,8 +1,10 @@
-//! `/api/v1/nodes`: the embedded cluster's worker nodes, for platform admins.
+//! `/api/v1/nodes`: the embedded cluster's worker nodes and the tokens that let them join, for
+//! platform admins. Every change is in the platform audit log (`GET /api/v1/audit`).
 
 pub mod join_tokens;
 pub mod list;
 pub mod maintenance;
+pub mod remove;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,7 @@ use uuid::Uuid;
 
 use crate::cluster::EMBEDDED_CLUSTER;
 use crate::error::{not_found, ApiResult};
+use crate::state::App;
 
 #[derive(sqlx::FromRow)]
 pub struct NodeRow {
@@ -26,6 +29,7 @@ pub struct NodeRow {
     pub down: bool,
     pub cordoned: bool,
     pub draining: bool,
+    pub removing: bool,
     pub last_seen_at: OffsetDateTime,
     pub created_at: OffsetDateTime,
     pub allocated_cpu: i64,
@@ -36,7 +40,7 @@ pub struct NodeRow {
 /// Nodes with what their running instances hold. `$1` is the cluster; `$2` an optional node id.
 pub const NODE_QUERY: &str = "
     SELECT n.id, n.name, n.address, n.labels, n.cpu_millis, n.memory_mib, n.agent_version,
-           n.down, n.cordoned, n.draining, n.last_seen_at, n.created_at,
+           n.down, n.cordoned, n.draining, n.removing, n.last_seen_at, n.created_at,
            COALESCE(SUM(i.cpu_millis), 0)::bigint AS allocated_cpu,
            COALESCE(SUM(i.memory_mib), 0)::bigint AS allocated_memory,
            COUNT(i.id) AS instances
@@ -45,13 +49,26 @@ pub const NODE_QUERY: &str = "
     GROUP BY n.id ORDER BY n.name";
 
 impl NodeRow {
-    pub fn to_api(&self) -> Node {
+    /// `agents_may_be_remote`: the server listens beyond loopback, so nodes on other machines
+    /// can join.
+    pub fn to_api(&self, agents_may_be_remote: bool) -> Node {
+        let mut warnings = Vec::new();
+        let loopback = self
+            .address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+        if loopback && agents_may_be_remote {
+            warnings.push(format!(
+                "registered the loopback address {}, but this server is reachable from other machines: if the node runs elsewhere, the router cannot reach its instances; start its agent with --address <an address the server can reach>",
+                self.address
+            ));
+        }
         Node {
             id: self.id,
             name: self.name.clone(),
             address: self.address.clone(),
             labels: self.labels.0.clone(),
-            status: NodeStatus::from_flags(self.down, self.cordoned, self.draining),
+            status: NodeStatus::from_flags(self.down, self.cordoned, self.draining, self.removing),
             capacity: NodeResources {
                 cpu_millis: self.cpu_millis.max(0) as u64,
                 memory_mib: self.memory_mib.max(0) as u64,
@@ -62,6 +79,7 @@ impl NodeRow {
             },
             instances: self.instances.max(0) as u32,
             agent_version: self.agent_version.clone(),
+            warnings,
             last_seen_at: self.last_seen_at,
             created_at: self.created_at,
         }
@@ -80,11 +98,11 @@ pub async fn find(db: &mut PgConnection, id_or_name: &str) -> ApiResult<Uuid> {
     id.ok_or_else(|| not_found(&format!("node {id_or_name:?}")))
 }
 
-pub async fn fetch(db: &mut PgConnection, id: Uuid) -> ApiResult<Node> {
+pub async fn fetch(db: &mut PgConnection, state: &App, id: Uuid) -> ApiResult<Node> {
     let row: NodeRow = sqlx::query_as(NODE_QUERY)
         .bind(EMBEDDED_CLUSTER)
         .bind(Some(id))
         .fetch_one(db)
         .await?;
-    Ok(row.to_api())
+    Ok(row.to_api(state.agents_may_be_remote()))
 }

@@ -3,14 +3,17 @@ use axum::http::StatusCode;
 use axum::Json;
 use gantry_common::cluster::{Scale, Workload};
 use gantry_common::Permission;
+use serde_json::json;
 
-use crate::authz::AppAccess;
+use crate::audit;
+use crate::authz::{AppAccess, AppRow, APP_COLUMNS};
 use crate::error::{invalid, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
-/// Set how many instances the app runs (0 stops them all). Before the first deploy this only
-/// records the number.
+/// Set how many instances the app runs (0 stops them all). Scaling is not a release: it
+/// resizes the release that serves (or the one rolling out). Instances removed leave the route
+/// before they stop. Before the first deploy this only records the number.
 #[utoipa::path(post, path = "/api/v1/teams/{team}/apps/{app}/scale", tag = "workloads",
     params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
     request_body = Scale,
@@ -22,11 +25,41 @@ use crate::state::AppState;
     ))]
 pub async fn scale(
     State(state): State<AppState>,
-    target: AppAccess,
+    AppAccess { access, app }: AppAccess,
     ApiJson(body): ApiJson<Scale>,
 ) -> ApiResult<(StatusCode, Json<Workload>)> {
-    target.access.require(Permission::WriteApps)?;
+    access.require(Permission::WriteApps)?;
     body.validate().map_err(invalid)?;
-    let workload = super::apply(&state, &target, super::Change::Replicas(body.replicas)).await?;
-    Ok((StatusCode::ACCEPTED, Json(workload)))
+    let mut tx = state.db.begin().await?;
+    let row = sqlx::query_as::<_, AppRow>(&format!(
+        "UPDATE apps SET replicas = $3, updated_at = now() WHERE team_id = $1 AND id = $2
+         RETURNING {APP_COLUMNS}"
+    ))
+    .bind(access.team.id)
+    .bind(app.id)
+    .bind(body.replicas as i32)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        audit::Event {
+            team_id: access.team.id,
+            action: "app.scale",
+            target: format!("app:{}", app.name),
+            details: json!({"replicas": body.replicas, "previous": app.replicas}),
+            actor: (&access.caller).into(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(app.id = %app.id, team.slug = %access.team.slug, "app {} scaled to {}", app.name, body.replicas);
+    state.rollouts.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Workload {
+            release: row.release.map(|v| v.max(0) as u32),
+            image: row.image,
+            replicas: body.replicas,
+        }),
+    ))
 }

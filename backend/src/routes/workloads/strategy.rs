@@ -1,0 +1,54 @@
+use axum::extract::State;
+use axum::Json;
+use gantry_common::releases::Strategy;
+use gantry_common::Permission;
+use serde_json::json;
+
+use crate::audit;
+use crate::authz::AppAccess;
+use crate::error::{invalid, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Set how the app's next releases roll out. `rolling` (the default) starts new instances
+/// (at most `max_surge` beyond the replica count), waits until they are ready and routed, then
+/// takes old ones out of the route, lets their requests finish and stops them, never leaving
+/// fewer than `replicas - max_unavailable` ready. A rollout under way follows the new values.
+#[utoipa::path(put, path = "/api/v1/teams/{team}/apps/{app}/strategy", tag = "workloads",
+    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    request_body = Strategy,
+    responses(
+        (status = 200, body = Strategy),
+        (status = 403, description = "Viewers cannot change apps", body = gantry_common::ErrorBody),
+        (status = 404, description = "No such app", body = gantry_common::ErrorBody),
+        (status = 422, description = "Unknown kind, or values out of range", body = gantry_common::ErrorBody),
+    ))]
+pub async fn put(
+    State(state): State<AppState>,
+    AppAccess { access, app }: AppAccess,
+    ApiJson(body): ApiJson<Strategy>,
+) -> ApiResult<Json<Strategy>> {
+    access.require(Permission::WriteApps)?;
+    body.validate().map_err(invalid)?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query("UPDATE apps SET strategy = $3, updated_at = now() WHERE team_id = $1 AND id = $2")
+        .bind(access.team.id)
+        .bind(app.id)
+        .bind(sqlx::types::Json(body))
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        audit::Event {
+            team_id: access.team.id,
+            action: "app.strategy",
+            target: format!("app:{}", app.name),
+            details: json!({"strategy": body, "previous": app.strategy.0}),
+            actor: (&access.caller).into(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.rollouts.notify_one();
+    Ok(Json(body))
+}

@@ -1,0 +1,78 @@
+//! The route sync: keeps the router's table equal to what the cluster shows. On every change the
+//! cluster reports (an instance became ready, one was taken out), on every app created, deleted
+//! or given another port, and every [`RESYNC`], it reads the routable endpoints and the apps
+//! that have a port, builds the whole [`RouteSpec`] and swaps it into the router — then tells
+//! the cluster which version of its endpoints the router now routes, so instances taken out may
+//! stop.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use gantry_orchestrator::router::{AppSpec, EndpointSpec, RouteSpec, SetSpec};
+use uuid::Uuid;
+
+use crate::state::AppState;
+
+/// A sync without any change, to heal anything missed.
+pub const RESYNC: Duration = Duration::from_secs(5);
+
+pub async fn run_forever(state: AppState) {
+    let mut changes = state.cluster.changes();
+    loop {
+        // Marked seen before reading: a change during the sync makes another sync.
+        changes.borrow_and_update();
+        if let Err(e) = sync(&state).await {
+            tracing::warn!("route sync failed (retrying in {RESYNC:?}): {e:#}");
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = state.routes.notified() => {}
+            _ = tokio::time::sleep(RESYNC) => {}
+        }
+    }
+}
+
+/// One sync.
+pub async fn sync(state: &AppState) -> anyhow::Result<()> {
+    let endpoints = state.cluster.endpoints().await?;
+    let apps: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT a.id, t.slug, a.name FROM apps a JOIN teams t ON t.id = a.team_id
+         WHERE a.port IS NOT NULL",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let mut sets: HashMap<Uuid, Vec<SetSpec>> = HashMap::new();
+    for app in endpoints.apps {
+        sets.insert(
+            app.app_id,
+            app.sets
+                .into_iter()
+                .map(|s| SetSpec {
+                    release_id: s.release_id,
+                    version: s.version,
+                    // The rolling strategy: every ready instance gets an equal share.
+                    weight: None,
+                    endpoints: s
+                        .endpoints
+                        .into_iter()
+                        .map(|(instance, addr)| EndpointSpec { instance, addr })
+                        .collect(),
+                })
+                .collect(),
+        );
+    }
+    let spec = RouteSpec {
+        apps: apps
+            .into_iter()
+            .map(|(app_id, team, app)| AppSpec {
+                app_id,
+                team,
+                app,
+                sets: sets.remove(&app_id).unwrap_or_default(),
+            })
+            .collect(),
+    };
+    state.router.update(spec);
+    state.cluster.routed(endpoints.version);
+    Ok(())
+}
