@@ -34,13 +34,57 @@ pub fn docker(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Container ids with this label (`key=value`), running or not.
-pub fn containers(label: &str) -> Vec<String> {
-    docker(&["ps", "-aq", "--filter", &format!("label={label}")])
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+/// Container ids with this label (`key=value`), running or not. A Docker error is an error,
+/// never an empty list: a wait for "no containers left" must not pass because Docker could not
+/// be asked.
+pub fn containers(label: &str) -> anyhow::Result<Vec<String>> {
+    Ok(
+        docker(&["ps", "-aq", "--filter", &format!("label={label}")])?
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// The value of label `key` on container `id`.
+pub fn container_label(id: &str, key: &str) -> anyhow::Result<String> {
+    Ok(docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{index .Config.Labels \"{key}\"}}}}"),
+        id,
+    ])?
+    .trim()
+    .to_owned())
+}
+
+/// Waits until exactly `n` containers carry `label` and, when given, `app` as their
+/// `gantry.app`. Fails at once on a Docker error.
+pub async fn wait_for_containers(
+    label: &str,
+    app: Option<&str>,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let mut matching = Vec::new();
+        for id in containers(label)? {
+            match app {
+                Some(app) if container_label(&id, "gantry.app")? != app => {}
+                _ => matching.push(id),
+            }
+        }
+        if matching.len() == n {
+            return Ok(matching);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{label} ({app:?}): {} containers instead of {n}",
+                matching.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Removes every container and network of the test's team, whatever happened.
@@ -50,7 +94,8 @@ pub struct DockerCleanup {
 
 impl Drop for DockerCleanup {
     fn drop(&mut self) {
-        let ids = containers(&format!("gantry.team={}", self.team));
+        // Cleanup does its best; a failing test reports its own error.
+        let ids = containers(&format!("gantry.team={}", self.team)).unwrap_or_default();
         if !ids.is_empty() {
             let mut args = vec!["rm", "-f"];
             args.extend(ids.iter().map(String::as_str));
@@ -191,17 +236,42 @@ impl Admin {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let res = self
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    /// DELETE; the body is `null` for a 204.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// A write with the session's CSRF token; an error unless it succeeds.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
             .http
-            .post(format!("{}{path}", self.base))
-            .header("x-csrf-token", &self.csrf)
-            .json(&body)
-            .send()
-            .await?;
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await?;
         let status = res.status();
-        let body: Value = res.json().await?;
+        let text = res.text().await?;
+        let body: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("{method} {path}: {text}"))?
+        };
         if !status.is_success() {
-            bail!("POST {path}: {status} {body}");
+            bail!("{method} {path}: {status} {body}");
         }
         Ok(body)
     }

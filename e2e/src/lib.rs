@@ -3,10 +3,12 @@
 //!
 //! The binary is `$GANTRY_BIN` (set by `scripts/test`), else `target/debug/gantry`.
 //! [`browser`] adds headless Chromium for the dashboard's journeys; [`cluster`] adds agents,
-//! a platform admin's session and the docker CLI for the orchestrator's.
+//! a platform admin's session and the docker CLI for the orchestrator's; [`load`] an open-loop
+//! load generator through the router, for the zero-downtime journeys.
 
 pub mod browser;
 pub mod cluster;
+pub mod load;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use gantry_e2e::cluster::{
-    containers, docker, kill9, start_agent, start_server, Admin, DockerCleanup, CONVERGE, IMAGE,
+    self, containers, docker, kill9, start_agent, start_server, Admin, DockerCleanup, CONVERGE,
+    IMAGE,
 };
 use gantry_e2e::{data_dir, free_port, start_postgres, StopPostgresOnDrop};
 use serde_json::{json, Value};
@@ -135,7 +136,7 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
     // kill -9 the first node's agent and its containers: replaced on the others within 60 s.
     let victim = &names[0];
     kill9(&agents[0])?;
-    let victims = containers(&format!("gantry.node={victim}"));
+    let victims = containers(&format!("gantry.node={victim}"))?;
     if !victims.is_empty() {
         let mut args = vec!["rm", "-f"];
         args.extend(victims.iter().map(String::as_str));
@@ -187,7 +188,7 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
 
     // kill -9 the server in the middle of a scale; after a restart exactly 5 run, and the
     // containers that were right all along were not restarted.
-    let before = containers(&format!("gantry.team={}", admin.team));
+    let before = containers(&format!("gantry.team={}", admin.team))?;
     admin.scale("hello", 5).await?;
     kill9(&server.process)?;
     let _ = server.process.child.wait().await;
@@ -200,7 +201,7 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
         )
         .await?;
     wait_for_containers(&admin.team, 5).await?;
-    let after = containers(&format!("gantry.team={}", admin.team));
+    let after = containers(&format!("gantry.team={}", admin.team))?;
     for id in &before {
         assert!(
             after.contains(id),
@@ -255,37 +256,13 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
 }
 
 async fn wait_for_containers(team: &str, n: usize) -> anyhow::Result<()> {
-    wait_for_count(&format!("gantry.team={team}"), n, "containers of the team").await
+    cluster::wait_for_containers(&format!("gantry.team={team}"), Some("hello"), n)
+        .await
+        .map(drop)
 }
 
 async fn wait_for_containers_on(node: &str, n: usize) -> anyhow::Result<()> {
-    wait_for_count(&format!("gantry.node={node}"), n, "containers on the node").await
-}
-
-/// Counts running-or-not containers of the `hello` app with this label.
-async fn wait_for_count(label: &str, n: usize, what: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        let ids = containers(label);
-        let hello: Vec<_> = ids
-            .iter()
-            .filter(|id| {
-                docker(&[
-                    "inspect",
-                    "-f",
-                    "{{index .Config.Labels \"gantry.app\"}}",
-                    id,
-                ])
-                .map(|app| app.trim() == "hello")
-                .unwrap_or(false)
-            })
-            .collect();
-        if hello.len() == n {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what} ({label}): {} instead of {n}", hello.len());
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    cluster::wait_for_containers(&format!("gantry.node={node}"), Some("hello"), n)
+        .await
+        .map(drop)
 }
