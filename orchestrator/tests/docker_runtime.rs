@@ -11,6 +11,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use bollard::query_parameters::{InspectContainerOptions, StopContainerOptions};
+use gantry_common::agent::Env;
 use gantry_orchestrator::runtime::docker::DockerRuntime;
 use gantry_orchestrator::runtime::{
     labels, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
@@ -178,7 +179,10 @@ async fn runs_lists_and_removes_a_hardened_container() {
             (labels::INSTANCE.to_owned(), format!("i-{id}")),
             (TEST_LABEL.to_owned(), id.clone()),
         ]),
-        env: vec!["GREETING=Hej".to_owned(), "GANTRY_RELEASE=v4".to_owned()],
+        env: Env(BTreeMap::from([
+            ("GREETING".to_owned(), "Hej".to_owned()),
+            ("GANTRY_RELEASE".to_owned(), "v4".to_owned()),
+        ])),
         port: Some(8888),
         host_ip: "127.0.0.1".to_owned(),
         network: network_id.clone(),
@@ -316,7 +320,7 @@ async fn refuses_a_container_without_limits() {
         name: format!("gantry-test-{id}"),
         image: IMAGE.to_owned(),
         labels: test_labels(&id),
-        env: vec![],
+        env: Env::default(),
         port: Some(8888),
         host_ip: "127.0.0.1".to_owned(),
         network: "bridge".to_owned(),

@@ -652,3 +652,57 @@ async fn a_removed_nodes_agent_is_told_and_its_credential_is_refused() {
     let res = bob.get("/api/v1/audit").await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
+
+/// Regression: the `lost` rows of a removed node used to stay forever.
+#[tokio::test]
+async fn removing_a_down_node_cleans_up_its_lost_instances_and_they_are_replaced() {
+    let app = TestApp::spawn_with(|c| c.node_timeout = std::time::Duration::from_secs(4)).await;
+    let admin = app.signup("admin@example.com").await;
+    let mut agent = FakeAgent::joined(&app, &admin, "node-a").await;
+    let res = admin
+        .post(
+            &format!("/api/v1/teams/{}/apps", admin.team),
+            json!({"name": "web", "replicas": 1}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let web = format!("/api/v1/teams/{}/apps/web", admin.team);
+    deploy(&admin, &web, "gantry-hello:latest").await;
+    let (generation, desired) = agent.desired_with_instances().await;
+    agent
+        .report(generation, &desired, InstanceState::Ready)
+        .await;
+    instances_until(&admin, &web, "the instance ready", |list| {
+        list.len() == 1 && list[0]["state"] == "ready"
+    })
+    .await;
+
+    // The agent goes silent: the node is marked down, its instance lost, a replacement waits.
+    drop(agent);
+    let wait = std::time::Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + wait;
+    let listed = loop {
+        let list: Vec<Value> = admin
+            .get(&format!("{web}/instances"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if list.iter().any(|i| i["state"] == "lost") && list.iter().any(|i| i["state"] == "pending")
+        {
+            break list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(listed.len(), 2, "{listed:#?}");
+
+    let res = admin.delete("/api/v1/nodes/node-a").await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let list = instances_until(&admin, &web, "only the replacement left", |list| {
+        list.len() == 1
+    })
+    .await;
+    assert_eq!(list[0]["state"], "pending");
+    assert_eq!(app.count("nodes").await, 0);
+}

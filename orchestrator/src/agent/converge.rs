@@ -310,7 +310,7 @@ impl<R: ContainerRuntime> Converger<R> {
                 name: container_name(d.id),
                 image: d.image.clone(),
                 labels: container_labels,
-                env: d.env.0.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                env: d.env.clone(),
                 port: d.port,
                 host_ip: self.address.clone(),
                 network: network_id,

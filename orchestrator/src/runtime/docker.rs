@@ -396,7 +396,13 @@ fn container_body(spec: &ContainerSpec, has_init: bool) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         labels: Some(spec.labels.clone().into_iter().collect()),
-        env: Some(spec.env.clone()),
+        env: Some(
+            spec.env
+                .0
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect(),
+        ),
         exposed_ports: port.map(|port| HashMap::from([(port, HashMap::new())])),
         host_config: Some(host_config),
         ..Default::default()
@@ -532,6 +538,7 @@ fn engine_error(err: DockerError) -> RuntimeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_common::agent::Env;
 
     #[test]
     fn splits_image_refs() {
@@ -657,7 +664,7 @@ mod tests {
             name: "gantry-i1".into(),
             image: "gantry-hello:latest".into(),
             labels: BTreeMap::from([("gantry.managed".into(), "true".into())]),
-            env: vec!["PORT=8888".into()],
+            env: Env(BTreeMap::from([("PORT".to_owned(), "8888".to_owned())])),
             port,
             host_ip: "127.0.0.1".into(),
             network: "gantry-team-acme".into(),

@@ -11,6 +11,8 @@ pub mod fake;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+
+use gantry_common::agent::Env;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -36,8 +38,8 @@ pub struct ContainerSpec {
     pub name: String,
     pub image: String,
     pub labels: BTreeMap<String, String>,
-    /// `NAME=value` pairs. Secret (config vars): never logged.
-    pub env: Vec<String>,
+    /// The environment. Secret (config vars): its `Debug` shows the names only.
+    pub env: Env,
     /// The port the app listens on inside the container; `None` publishes nothing (a worker).
     pub port: Option<u16>,
     /// The node address the port is published on, at an ephemeral host port.

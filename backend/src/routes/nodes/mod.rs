@@ -52,17 +52,7 @@ impl NodeRow {
     /// `agents_may_be_remote`: the server listens beyond loopback, so nodes on other machines
     /// can join.
     pub fn to_api(&self, agents_may_be_remote: bool) -> Node {
-        let mut warnings = Vec::new();
-        let loopback = self
-            .address
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-        if loopback && agents_may_be_remote {
-            warnings.push(format!(
-                "registered the loopback address {}, but this server is reachable from other machines: if the node runs elsewhere, the router cannot reach its instances; start its agent with --address <an address the server can reach>",
-                self.address
-            ));
-        }
+        let warnings = warnings(&self.address, agents_may_be_remote);
         Node {
             id: self.id,
             name: self.name.clone(),
@@ -86,6 +76,22 @@ impl NodeRow {
     }
 }
 
+/// What an operator should fix about a node: a loopback address is fine while the server (and
+/// so every agent) is on one machine, but a node elsewhere registering one cannot be reached by
+/// the router.
+fn warnings(address: &str, agents_may_be_remote: bool) -> Vec<String> {
+    let loopback = address
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    if loopback && agents_may_be_remote {
+        vec![format!(
+            "registered the loopback address {address}, but this server is reachable from other machines: if the node runs elsewhere, the router cannot reach its instances; start its agent with --address <an address the server can reach>"
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
 /// A node by id or by name (people type names; scripts keep ids).
 pub async fn find(db: &mut PgConnection, id_or_name: &str) -> ApiResult<Uuid> {
     let id: Option<Uuid> = sqlx::query_scalar(
@@ -105,4 +111,20 @@ pub async fn fetch(db: &mut PgConnection, state: &App, id: Uuid) -> ApiResult<No
         .fetch_one(db)
         .await?;
     Ok(row.to_api(state.agents_may_be_remote()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loopback_node_is_flagged_only_when_agents_may_be_elsewhere() {
+        assert_eq!(warnings("127.0.0.1", false), Vec::<String>::new());
+        assert_eq!(warnings("10.0.0.7", true), Vec::<String>::new());
+        for loopback in ["127.0.0.1", "::1"] {
+            let flagged = warnings(loopback, true);
+            assert_eq!(flagged.len(), 1, "{loopback}");
+            assert!(flagged[0].contains("--address"), "{flagged:?}");
+        }
+    }
 }
