@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The orchestrator's figures against their peer, in one run on this machine (loopback only):
-# - replica start: `scale +1` → instance ready and answering, versus `docker run -d` of the same
-#   image → first 200, alternating (ABAB), medians;
+# The cluster's figures against their peer, in one run on this machine (loopback only):
+# - replica start: `scale +1` → the first 200 through the router, versus `docker run -d` of the
+#   same image → first 200 on its port (plain, and with the isolation Gantry gives every
+#   instance), alternating (ABAB), medians;
+# - deploy under 200 req/s: deploy call → every answer from the new release (3 replicas), and
+#   the failed requests (0 expected);
 # - the agent's idle RSS with 10 instances.
 # Release builds of gantry and the bench driver; the gantry-hello image is built if missing.
 # Usage: bench/cluster.sh [ROUNDS]   — results are recorded by hand in bench/RESULTS.md.

@@ -29,6 +29,8 @@ pub struct Outcome {
 pub struct Load {
     stop: watch::Sender<bool>,
     task: JoinHandle<Vec<Outcome>>,
+    /// When the first request was due; `Outcome::sent` counts from here.
+    pub started: Instant,
 }
 
 /// What a run saw.
@@ -52,6 +54,21 @@ impl Report {
             .iter()
             .filter_map(|o| o.result.as_ref().ok().copied().flatten())
             .collect()
+    }
+
+    /// When (from the start of the run) the answers became `release` for good: the send time
+    /// of the first request of the last unbroken run of answers from it.
+    pub fn settled_on(&self, release: u32) -> Option<Duration> {
+        let mut first_of_run = None;
+        for o in &self.outcomes {
+            match o.result {
+                Ok(Some(r)) if r == release => {
+                    first_of_run.get_or_insert(o.sent);
+                }
+                _ => first_of_run = None,
+            }
+        }
+        first_of_run
     }
 
     /// A line for assertion messages: counts, and the first failures.
@@ -78,9 +95,10 @@ impl Load {
         let url = format!("http://{host}:{}/", router.port());
         let (stop, mut stopped) = watch::channel(false);
         let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+        let started = Instant::now();
         let task = tokio::spawn(async move {
             let (tx, mut rx) = mpsc::unbounded_channel();
-            let start = Instant::now();
+            let start = started;
             let mut ticks = tokio::time::interval(period);
             // Open loop: a late tick is sent at once, never skipped.
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -104,7 +122,11 @@ impl Load {
             outcomes.sort_by_key(|o| o.sent);
             outcomes
         });
-        Ok(Load { stop, task })
+        Ok(Load {
+            stop,
+            task,
+            started,
+        })
     }
 
     /// Stops sending, waits for the answers in flight and reports.
@@ -138,6 +160,25 @@ pub fn release_of(body: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settles_on_the_last_unbroken_run() {
+        let at = |ms: u64, r: Result<Option<u32>, String>| Outcome {
+            sent: Duration::from_millis(ms),
+            result: r,
+        };
+        let report = Report {
+            outcomes: vec![
+                at(0, Ok(Some(1))),
+                at(5, Ok(Some(2))),
+                at(10, Ok(Some(1))),
+                at(15, Ok(Some(2))),
+                at(20, Ok(Some(2))),
+            ],
+        };
+        assert_eq!(report.settled_on(2), Some(Duration::from_millis(15)));
+        assert_eq!(report.settled_on(3), None);
+    }
 
     #[test]
     fn reads_the_release_from_hellos_answer() {
