@@ -137,6 +137,13 @@ async fn serve(config: Config, data_dir: Option<&Path>) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{host}:{}", app.port()));
     tracing::info!(port = app.port(), "listening on {url}");
+    tracing::info!(
+        port = app.router_port(),
+        "router listening on port {}: apps at http://<app>.<team>.{}:{}/",
+        app.router_port(),
+        config.apps_domain,
+        app.router_port()
+    );
     if let Some(dir) = data_dir {
         // `gantry up` talks to a person: say where things are.
         println!("Gantry is up at {url}/");

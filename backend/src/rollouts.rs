@@ -24,7 +24,9 @@ use crate::state::AppState;
 
 /// The periodic requeue: progress deadlines are noticed at most this late.
 pub const REQUEUE: Duration = Duration::from_secs(2);
-const ADVISORY_LOCK: i64 = 4_242_003;
+/// Held for a whole pass, so two servers never run the controller at once (tests take it to
+/// hold the controller still).
+pub const ADVISORY_LOCK: i64 = 4_242_003;
 
 /// What the controller needs of an app.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -19,9 +19,7 @@ use crate::roles::Role;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "alice@example.com"))]
     pub email: Email,
-    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 8, max_length = 128))]
     pub password: Password,
 }
 
@@ -84,10 +82,8 @@ pub struct TeamWithRole {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "acme"))]
     pub slug: TeamSlug,
     /// Display name; defaults to the slug.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub name: Option<Label>,
 }
 
@@ -106,7 +102,6 @@ pub struct Member {
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     /// An existing account's e-mail address.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub email: Email,
     pub role: Role,
 }
@@ -124,10 +119,8 @@ pub struct UpdateMember {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "ci"))]
     pub name: Label,
     /// The team the token acts for.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub team: TeamSlug,
     /// At most the creator's own role in that team.
     pub role: Role,
@@ -163,9 +156,7 @@ pub struct CreatedToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct App {
     pub id: Uuid,
-    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub name: AppName,
-    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub team: TeamSlug,
     /// The port the app's process listens on inside its container (`PORT` in its
     /// environment); `null` for a worker, which is not routed.
@@ -218,7 +209,6 @@ pub mod app_limits {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "hello"))]
     pub name: AppName,
     #[serde(flatten)]
     pub settings: AppSettings,
@@ -245,7 +235,15 @@ pub struct AppSettings {
     pub cpu_millis: Option<u32>,
     #[cfg_attr(feature = "openapi", schema(minimum = 16, maximum = 262144))]
     pub memory_mib: Option<u32>,
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^/[!-~]*$", max_length = 512))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^/[!-~]*$",
+            min_length = 1,
+            max_length = 512,
+            example = "/healthz"
+        )
+    )]
     pub health_check_path: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 3600))]
     pub stop_grace_seconds: Option<u32>,
@@ -337,7 +335,6 @@ pub struct ConfigVars {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigVar {
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key: ConfigKey,
     pub value: Option<String>,
 }
@@ -353,7 +350,7 @@ pub mod config_limits {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceConfig {
-    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = config_vars_schema::replace))]
     pub vars: BTreeMap<ConfigKey, String>,
 }
 
@@ -362,8 +359,63 @@ pub struct ReplaceConfig {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PatchConfig {
-    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, Option<String>>))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = config_vars_schema::patch))]
     pub vars: BTreeMap<ConfigKey, Option<String>>,
+}
+
+/// The schemas of the `vars` maps: names as [`ConfigKey`] checks them, values within
+/// [`config_limits`].
+#[cfg(feature = "openapi")]
+mod config_vars_schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+    use utoipa::PartialSchema;
+
+    use super::config_limits::{MAX_VALUE_BYTES, MAX_VARS};
+    use crate::names::ConfigKey;
+
+    fn value(nullable: bool) -> ObjectBuilder {
+        let kind = if nullable {
+            utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null])
+        } else {
+            Type::String.into()
+        };
+        ObjectBuilder::new()
+            .schema_type(kind)
+            .max_length(Some(MAX_VALUE_BYTES))
+            .examples(["postgres://app@db/app"])
+            .description(Some(
+                "At most 32 KiB (counted in bytes of UTF-8) and without NUL characters.",
+            ))
+    }
+
+    fn vars(nullable: bool, description: &str) -> ObjectBuilder {
+        let names = match ConfigKey::schema() {
+            RefOr::T(schema) => Some(schema),
+            RefOr::Ref(_) => None,
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property_names(names)
+            .additional_properties(Some(value(nullable)))
+            .description(Some(description))
+    }
+
+    /// `PUT …/config`: the whole set, so at most [`MAX_VARS`] of them.
+    pub fn replace() -> RefOr<Schema> {
+        vars(false, "The app's whole set of config vars, at most 500.")
+            .max_properties(Some(MAX_VARS))
+            .into()
+    }
+
+    /// `PATCH …/config`: `null` removes a var; the app keeps at most [`MAX_VARS`].
+    pub fn patch() -> RefOr<Schema> {
+        vars(
+            true,
+            "Vars to set, and to remove (`null`); the app keeps at most 500.",
+        )
+        .into()
+    }
 }
 
 // ---- audit ----

@@ -146,7 +146,7 @@ pub struct JoinToken {
 #[serde(deny_unknown_fields)]
 pub struct CreateDeploy {
     /// An image reference the nodes' Docker engines can reach or already have, e.g. `hello:1`.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "gantry-hello:latest"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 255, example = "gantry-hello:latest"))]
     pub image: ImageRef,
 }
 

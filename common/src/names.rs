@@ -41,7 +41,6 @@ macro_rules! string_newtype {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
@@ -225,7 +224,6 @@ impl Label {
 
 /// A password as typed. Never serialized back out; `Debug` hides it.
 #[derive(Clone, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String")]
 pub struct Password(String);
 
@@ -273,6 +271,127 @@ impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(***)")
     }
+}
+
+/// The OpenAPI schema of each name: the constraints its `parse` enforces, written once here so
+/// that every body, path and response using the name shows them, and a client generated from
+/// the document can check a value before sending it.
+#[cfg(feature = "openapi")]
+mod schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    use super::*;
+
+    /// [`check_dns_label`] as a regular expression (its length bound included).
+    pub const DNS_LABEL: &str = r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$";
+
+    struct Text {
+        description: &'static str,
+        min: usize,
+        max: usize,
+        pattern: Option<&'static str>,
+        example: &'static str,
+    }
+
+    impl Text {
+        fn schema(self) -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(self.description))
+                .min_length(Some(self.min))
+                .max_length(Some(self.max))
+                .pattern(self.pattern)
+                .examples([self.example])
+                .into()
+        }
+    }
+
+    macro_rules! text_schema {
+        ($name:ident, $text:expr) => {
+            impl utoipa::PartialSchema for $name {
+                fn schema() -> RefOr<Schema> {
+                    $text.schema()
+                }
+            }
+            impl utoipa::ToSchema for $name {}
+        };
+    }
+
+    text_schema!(
+        TeamSlug,
+        Text {
+            description: "A team's URL name: a DNS label (lowercase letters, digits and '-', \
+                starting with a letter, not ending with '-', at most 63 characters).",
+            min: 1,
+            max: 63,
+            pattern: Some(DNS_LABEL),
+            example: "acme",
+        }
+    );
+    text_schema!(
+        AppName,
+        Text {
+            description: "An app's name in its team: a DNS label (lowercase letters, digits and \
+                '-', starting with a letter, not ending with '-', at most 63 characters).",
+            min: 1,
+            max: 63,
+            pattern: Some(DNS_LABEL),
+            example: "hello",
+        }
+    );
+    text_schema!(
+        NodeName,
+        Text {
+            description: "A worker node's name: a DNS label, unique in its cluster.",
+            min: 1,
+            max: 63,
+            pattern: Some(DNS_LABEL),
+            example: "n1",
+        }
+    );
+    text_schema!(
+        Email,
+        Text {
+            description: "An e-mail address (stored lower-cased), at most 254 bytes.",
+            min: 5,
+            max: Email::MAX_LEN,
+            pattern: Some(r"^[^@\s]+@[^@\s.][^@\s]*\.[^@\s]*[^@\s.]$"),
+            example: "alice@example.com",
+        }
+    );
+    text_schema!(
+        ConfigKey,
+        Text {
+            description: "A config var's name, usable as an environment variable: letters, \
+                digits and '_', not starting with a digit. `PORT` and names starting with \
+                `GANTRY_` (any case) are reserved for the platform.",
+            min: 1,
+            max: ConfigKey::MAX_LEN,
+            pattern: Some(r"^[A-Za-z_][A-Za-z0-9_]*$"),
+            example: "DATABASE_URL",
+        }
+    );
+    text_schema!(
+        Label,
+        Text {
+            description: "Free text without control characters, trimmed, 1–100 characters.",
+            min: 1,
+            max: Label::MAX_LEN,
+            pattern: None,
+            example: "ci",
+        }
+    );
+    text_schema!(
+        Password,
+        Text {
+            description: "A password of 8–128 characters.",
+            min: Password::MIN_CHARS,
+            max: Password::MAX_CHARS,
+            pattern: None,
+            example: "a long passphrase",
+        }
+    );
 }
 
 #[cfg(test)]

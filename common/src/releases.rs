@@ -105,7 +105,7 @@ pub struct Release {
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     /// The release to return to; default: the last release that served before the current one.
-    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2147483647))]
     pub version: Option<u32>,
 }
 

@@ -27,6 +27,10 @@ async fn up_runs_its_own_postgres_reuses_it_and_stops_it_on_exit() -> anyhow::Re
         .wait_for_line("Gantry is up at", Duration::from_secs(60))
         .await?;
     assert!(line.contains(&base), "{line}");
+    let apps = first
+        .wait_for_line("Apps:", Duration::from_secs(10))
+        .await?;
+    assert!(apps.contains("<app>.<team>.localhost:"), "{apps}");
     wait_for_status(&format!("{base}/readyz"), 200, Duration::from_secs(5)).await?;
     let client = reqwest::Client::new();
     let res = client
@@ -54,24 +58,13 @@ async fn up_runs_its_own_postgres_reuses_it_and_stops_it_on_exit() -> anyhow::Re
         .send()
         .await?
         .error_for_status()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let nodes: serde_json::Value = admin
-            .get(format!("{base}/api/v1/nodes"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if nodes[0]["status"] == "ready" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the local node never became ready: {nodes}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    local_node_ready(&admin, &base).await?;
+    assert!(
+        dir.path().join("agent/node.json").exists(),
+        "the local node's identity is kept in the data dir"
+    );
 
+    let node = local_node_ready(&admin, &base).await?;
     assert_eq!(
         first.terminate(Duration::from_secs(30)).await?,
         0,
@@ -90,8 +83,55 @@ async fn up_runs_its_own_postgres_reuses_it_and_stops_it_on_exit() -> anyhow::Re
         .send()
         .await?;
     assert_eq!(res.status(), 200, "the account survived the restart");
+    // The same local node, not a second one: it kept its identity, and its agent is back (a
+    // new credential under the same name would have been refused).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let again = loop {
+        let again = local_node_ready(&admin, &base).await?;
+        // Heard from since the restart (the first run's last heartbeat was `node`'s).
+        if again["last_seen_at"] != node["last_seen_at"] {
+            break again;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the local agent did not reconnect: {again}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(again["id"], node["id"], "{again}");
+    let nodes: serde_json::Value = admin
+        .get(format!("{base}/api/v1/nodes"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
     assert_eq!(second.terminate(Duration::from_secs(30)).await?, 0);
     Ok(())
+}
+
+/// Waits for `gantry up`'s own node to be ready; returns it.
+async fn local_node_ready(
+    admin: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let nodes: serde_json::Value = admin
+            .get(format!("{base}/api/v1/nodes"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if nodes[0]["status"] == "ready" {
+            return Ok(nodes[0].clone());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the local node never became ready: {nodes}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

@@ -275,17 +275,13 @@ async fn runs_lists_and_removes_a_hardened_container() {
         ContainerStatus::Running
     );
 
-    // Under the engine's init, SIGTERM stops the app at once, well within the grace period.
+    // Under the engine's init, SIGTERM stops the app at once: the stop ends long before the
+    // grace period would have made it a SIGKILL (the margin is wide: a loaded machine is slow).
+    let grace = Duration::from_secs(60);
     let started = std::time::Instant::now();
-    rt.remove(&container, Duration::from_secs(10))
-        .await
-        .unwrap();
+    rt.remove(&container, grace).await.unwrap();
     if rt.has_init() {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < grace / 2, "{:?}", started.elapsed());
     }
     rt.remove(&container, Duration::from_secs(10))
         .await

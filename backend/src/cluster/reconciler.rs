@@ -32,7 +32,9 @@ use super::{EmbeddedCluster, EMBEDDED_CLUSTER};
 
 /// The periodic requeue: what makes the loop converge after a missed kick.
 pub const REQUEUE: Duration = Duration::from_secs(2);
-const ADVISORY_LOCK: i64 = 4_242_002;
+/// Held for a whole pass, so two servers never plan at once (tests take it to hold the
+/// reconciler still).
+pub const ADVISORY_LOCK: i64 = 4_242_002;
 
 pub async fn run_forever(cluster: Arc<EmbeddedCluster>) {
     loop {

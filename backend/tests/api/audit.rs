@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::TestApp;
+use crate::support::{TestApp, TestClient};
 
 #[tokio::test]
 async fn every_mutation_is_audited_without_secrets() {
@@ -33,7 +33,7 @@ async fn every_mutation_is_audited_without_secrets() {
     let tokens: Value = alice.get("/api/v1/tokens").await.json().await.unwrap();
     let token_id = tokens[0]["id"].as_str().unwrap().to_owned();
     // An action by the token is attributed to the token.
-    let res = reqwest::Client::new()
+    let res = TestClient::new()
         .post(app.url(&format!("/api/v1/teams/{team}/apps")))
         .bearer_auth(&secret)
         .json(&json!({"name": "by-ci"}))

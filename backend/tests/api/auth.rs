@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::support::{error_code, TestApp, PASSWORD};
+use crate::support::{error_code, TestApp, TestClient, PASSWORD};
 
 #[tokio::test]
 async fn signup_logs_in_creates_a_personal_team_and_first_user_is_platform_admin() {
@@ -242,8 +242,16 @@ async fn throttles_after_ten_failures_and_a_correct_password_works_after_the_del
     // Other accounts are not affected.
     app.signup("bob@example.com").await;
 
-    // After the delay a correct password works and clears the record.
-    tokio::time::sleep(std::time::Duration::from_millis(1100 * retry)).await;
+    // After the delay a correct password works and clears the record. The throttle decides by
+    // the stored times alone, so moving them `retry` seconds into the past is the delay passing.
+    sqlx::query(
+        "UPDATE login_throttle SET locked_until = locked_until - make_interval(secs => $1),
+                                   last_failure = last_failure - make_interval(secs => $1)",
+    )
+    .bind(retry as f64)
+    .execute(&app.db)
+    .await
+    .unwrap();
     let res = login(PASSWORD).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(app.count("login_throttle").await, 0);
@@ -291,44 +299,82 @@ async fn throttle_delay_grows_while_failures_continue() {
 
 #[tokio::test]
 async fn sessions_expire_after_the_absolute_lifetime() {
-    let app = TestApp::spawn_with(|c| c.session_max_age = std::time::Duration::from_secs(1)).await;
+    let app = TestApp::spawn().await;
     let alice = app.signup("alice@example.com").await;
     assert_eq!(alice.get("/api/v1/me").await.status(), StatusCode::OK);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let res = alice.get("/api/v1/me").await;
+    // The login time is inside the session store's opaque record, so instead of waiting for a
+    // short lifetime to pass, the same session goes to a server whose lifetime (zero) it has
+    // outlived. (Cookies do not mind the port: the client sends alice's.)
+    let later = app
+        .another_server(|c| c.session_max_age = std::time::Duration::ZERO)
+        .await;
+    let res = alice
+        .client
+        .get(later.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let body: Value = res.json().await.unwrap();
     assert!(body["error"]["message"]
         .as_str()
         .unwrap()
         .contains("expired"));
+    // The session ended there is gone for every server.
+    assert_eq!(
+        alice.get("/api/v1/me").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// The session store expires sessions by their `expiry_date`: moving it moves time for the
+/// session (instead of sleeping through a short idle timeout).
+async fn set_session_expiry(app: &TestApp, id: &str, interval: &str) {
+    sqlx::query(&format!(
+        "UPDATE tower_sessions.session SET expiry_date = now() + interval '{interval}' WHERE id = $1"
+    ))
+    .bind(id)
+    .execute(&app.db)
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn sessions_expire_when_idle() {
-    let app = TestApp::spawn_with(|c| c.session_idle = std::time::Duration::from_secs(1)).await;
+    // The harness's idle timeout is an hour.
+    let app = TestApp::spawn().await;
     let alice = app.signup("alice@example.com").await;
-    // Activity keeps it alive.
-    for _ in 0..3 {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        assert_eq!(alice.get("/api/v1/me").await.status(), StatusCode::OK);
-    }
+    let id: String = sqlx::query_scalar("SELECT id FROM tower_sessions.session")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+
+    // Activity keeps it alive: a session a minute from its idle end is good for another hour
+    // after a request.
+    set_session_expiry(&app, &id, "1 minute").await;
+    assert_eq!(alice.get("/api/v1/me").await.status(), StatusCode::OK);
+    let renewed: bool = sqlx::query_scalar(
+        "SELECT expiry_date > now() + interval '50 minutes' FROM tower_sessions.session WHERE id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(renewed, "a request pushes the idle expiry forward");
+
     // Idleness ends it, even if the client ignores the cookie's Max-Age.
-    let cookie = format!(
-        "gantry_session={}",
-        sqlx::query_scalar::<_, String>("SELECT id FROM tower_sessions.session")
-            .fetch_one(&app.db)
-            .await
-            .unwrap()
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
-    let res = reqwest::Client::new()
+    set_session_expiry(&app, &id, "-1 second").await;
+    let res = TestClient::new()
         .get(app.url("/api/v1/me"))
-        .header("cookie", cookie)
+        .header("cookie", format!("gantry_session={id}"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        alice.get("/api/v1/me").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -346,7 +392,10 @@ async fn stale_throttle_records_are_pruned_but_live_ones_kept() {
     let pruned = gantry_backend::auth::throttle::prune(&app.db)
         .await
         .unwrap();
-    assert_eq!(pruned, 1);
+    // The server runs the same prune at start (and every 5 minutes): a loaded machine may run
+    // it after the insert above, taking the stale record first. (Asserting `pruned == 1` made
+    // this test flaky.)
+    assert!(pruned <= 1, "{pruned}");
     let left: Vec<String> = sqlx::query_scalar("SELECT email FROM login_throttle ORDER BY email")
         .fetch_all(&app.db)
         .await

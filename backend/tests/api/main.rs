@@ -10,5 +10,6 @@ mod cluster;
 mod csrf;
 mod errors;
 mod fake_agent;
+mod openapi;
 mod releases;
 mod tokens;

@@ -3,16 +3,27 @@
 //! `scripts/test` starts a private Postgres (with `gantry db start`, as `gantry up` does) and sets
 //! `GANTRY_TEST_DATABASE_URL`; every test gets a database of its own, created from the same
 //! migrations as production when the server starts.
+//!
+//! Every request goes through [`TestClient`], which checks each answer against the server's
+//! OpenAPI document ([`document`]): a status the document does not list for the operation fails
+//! the test.
 
+#[path = "document.rs"]
+pub mod document;
+
+use std::fmt::Display;
 use std::time::Duration;
 
 use gantry_backend::config::{Config, SecretKey};
 use gantry_backend::startup::Application;
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
+
+pub use document::document;
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -20,6 +31,8 @@ pub struct TestApp {
     pub base: String,
     /// The test's own database, for assertions that nothing changed.
     pub db: PgPool,
+    /// The server's configuration, for [`TestApp::another_server`].
+    config: Config,
 }
 
 fn server_url() -> String {
@@ -58,7 +71,7 @@ impl TestApp {
         let url = with_database(&server, &name);
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: SecretString::from(url.clone()),
+            database_url: SecretString::from(url),
             public_url: None,
             secret_key: SecretKey::generate(),
             session_idle: Duration::from_secs(3600),
@@ -70,22 +83,47 @@ impl TestApp {
             apps_domain: "localhost".into(),
         };
         tweak(&mut config);
-        let app = Application::build(config).await.expect("build application");
+        Self::start(config).await
+    }
+
+    /// Another server on this test's database, with the same settings changed by `tweak`: how
+    /// the same sessions and data look to a server configured otherwise (e.g. with a session
+    /// lifetime that has passed).
+    pub async fn another_server(&self, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.config.clone();
+        tweak(&mut config);
+        Self::start(config).await
+    }
+
+    async fn start(config: Config) -> Self {
+        let app = Application::build(config.clone())
+            .await
+            .expect("build application");
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped(std::future::pending()));
-        let db = PgPool::connect(&url)
+        let db = PgPool::connect(config.database_url.expose_secret())
             .await
             .expect("connect to test database");
-        TestApp { base, db }
+        let openapi: Value = Client::new()
+            .get(format!("{base}/api/v1/openapi.json"))
+            .send()
+            .await
+            .and_then(Response::error_for_status)
+            .expect("fetch the OpenAPI document")
+            .json()
+            .await
+            .expect("the OpenAPI document is JSON");
+        document::remember(openapi);
+        TestApp { base, db, config }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    /// A client with no credentials at all.
-    pub fn anonymous(&self) -> Client {
-        Client::builder().cookie_store(true).build().unwrap()
+    /// A client with no credentials at all (it keeps the cookies it is given, like a browser).
+    pub fn anonymous(&self) -> TestClient {
+        TestClient(Client::builder().cookie_store(true).build().unwrap())
     }
 
     /// Signs up `email` and returns a logged-in browser-like client.
@@ -122,6 +160,10 @@ impl TestApp {
     }
 
     /// A snapshot of every tenant table, to compare before and after a refused request.
+    ///
+    /// Releases, release sets and instances also change by themselves, as the controllers
+    /// carry out earlier requests: compare snapshots of a world with releases inside
+    /// [`TestApp::hold_controllers`].
     pub async fn snapshot(&self) -> Vec<(String, i64)> {
         let mut out = Vec::new();
         for t in [
@@ -132,32 +174,141 @@ impl TestApp {
             "apps",
             "app_config_vars",
             "audit_events",
+            "releases",
+            "release_sets",
+            "instances",
         ] {
             out.push((t.to_owned(), self.count(t).await));
         }
-        let apps: String = sqlx::query_scalar(
-            "SELECT coalesce(string_agg(name || port || replicas || cpu_millis || memory_mib || health_check_path, ',' ORDER BY id), '') FROM apps",
-        )
-        .fetch_one(&self.db)
-        .await
-        .unwrap();
-        let roles: String = sqlx::query_scalar(
-            "SELECT coalesce(string_agg(role, ',' ORDER BY team_id, user_id), '') FROM memberships",
-        )
-        .fetch_one(&self.db)
-        .await
-        .unwrap();
-        out.push(("apps-content".into(), apps.len() as i64));
-        out.push((format!("apps:{apps}"), 0));
-        out.push((format!("roles:{roles}"), 0));
+        // concat_ws skips NULLs (a worker's port) instead of nulling the whole row.
+        for (what, query) in [
+            (
+                "apps",
+                "SELECT concat_ws(' ', name, port, replicas, cpu_millis, memory_mib, \
+                 health_check_path, stop_grace_seconds, progress_deadline_seconds, strategy::text) \
+                 FROM apps ORDER BY id",
+            ),
+            (
+                "roles",
+                "SELECT role FROM memberships ORDER BY team_id, user_id",
+            ),
+            (
+                "config",
+                "SELECT concat_ws(' ', app_id, key, encode(sealed, 'hex')) \
+                 FROM app_config_vars ORDER BY app_id, key",
+            ),
+            (
+                "releases",
+                "SELECT concat_ws(' ', app_id, version, status, image, cause) \
+                 FROM releases ORDER BY app_id, version",
+            ),
+            (
+                "release_sets",
+                "SELECT concat_ws(' ', release_id, replicas, removed) \
+                 FROM release_sets ORDER BY release_id",
+            ),
+            (
+                "instances",
+                "SELECT concat_ws(' ', release_id, desired, state) \
+                 FROM instances ORDER BY id",
+            ),
+        ] {
+            let rows: Vec<String> = sqlx::query_scalar(query).fetch_all(&self.db).await.unwrap();
+            out.push((format!("{what}:{}", rows.join(",")), 0));
+        }
         out
+    }
+
+    /// Holds the rollout controller and the reconciler between two of their passes (by taking
+    /// the advisory locks each pass takes) until [`Held::release`]: while held, only requests
+    /// change the database, so a snapshot before and after a request shows what that request
+    /// did.
+    pub async fn hold_controllers(&self) -> Held {
+        let mut tx = self.db.begin().await.unwrap();
+        for lock in [
+            gantry_backend::rollouts::ADVISORY_LOCK,
+            gantry_backend::cluster::reconciler::ADVISORY_LOCK,
+        ] {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        Held(tx)
+    }
+}
+
+/// The controllers, held (see [`TestApp::hold_controllers`]).
+pub struct Held(Transaction<'static, Postgres>);
+
+impl Held {
+    pub async fn release(self) {
+        self.0.rollback().await.unwrap();
+    }
+}
+
+/// A reqwest client whose every answer is checked against the OpenAPI document.
+#[derive(Clone)]
+pub struct TestClient(Client);
+
+impl TestClient {
+    /// A client without a cookie store (what a script with a token uses).
+    pub fn new() -> Self {
+        TestClient(Client::new())
+    }
+
+    pub fn request(&self, method: Method, url: impl AsRef<str>) -> TestRequest {
+        TestRequest(self.0.request(method, url.as_ref()))
+    }
+
+    pub fn get(&self, url: impl AsRef<str>) -> TestRequest {
+        self.request(Method::GET, url)
+    }
+
+    pub fn post(&self, url: impl AsRef<str>) -> TestRequest {
+        self.request(Method::POST, url)
+    }
+
+    pub fn delete(&self, url: impl AsRef<str>) -> TestRequest {
+        self.request(Method::DELETE, url)
+    }
+}
+
+/// A request of a [`TestClient`]; `send` checks the answer against the OpenAPI document.
+pub struct TestRequest(RequestBuilder);
+
+impl TestRequest {
+    pub fn header(self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        TestRequest(self.0.header(name.as_ref(), value.as_ref()))
+    }
+
+    pub fn bearer_auth(self, token: impl Display) -> Self {
+        TestRequest(self.0.bearer_auth(token))
+    }
+
+    pub fn json<T: Serialize + ?Sized>(self, body: &T) -> Self {
+        TestRequest(self.0.json(body))
+    }
+
+    pub fn body(self, body: impl Into<reqwest::Body>) -> Self {
+        TestRequest(self.0.body(body))
+    }
+
+    pub async fn send(self) -> reqwest::Result<Response> {
+        let (client, request) = self.0.build_split();
+        let request = request?;
+        let (method, path) = (request.method().clone(), request.url().path().to_owned());
+        let res = client.execute(request).await?;
+        document().check(&method, &path, res.status());
+        Ok(res)
     }
 }
 
 /// A signed-in user: a cookie-holding client that sends its CSRF token on writes.
 pub struct TestUser {
     pub base: String,
-    pub client: Client,
+    pub client: TestClient,
     pub csrf: String,
     pub id: Uuid,
     pub email: String,
@@ -166,7 +317,7 @@ pub struct TestUser {
 }
 
 impl TestUser {
-    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub fn request(&self, method: Method, path: &str) -> TestRequest {
         self.client
             .request(method, format!("{}{path}", self.base))
             .header("x-csrf-token", &self.csrf)
@@ -230,6 +381,22 @@ impl TestUser {
         res.json().await.unwrap()
     }
 
+    /// Deploys `image` to app `app` of `team` (a new release) and asserts it was accepted.
+    pub async fn deploy(&self, team: &str, app: &str, image: &str) -> Value {
+        let res = self
+            .post(
+                &format!("/api/v1/teams/{team}/apps/{app}/deploys"),
+                json!({ "image": image }),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::ACCEPTED,
+            "deploy {image} to {app} in {team}"
+        );
+        res.json().await.unwrap()
+    }
+
     /// Adds `other` to `team` with `role`.
     pub async fn add_member(&self, team: &str, other: &TestUser, role: &str) {
         let res = self
@@ -251,7 +418,7 @@ impl TestUser {
 pub struct TokenClient {
     pub base: String,
     pub secret: String,
-    pub client: Client,
+    pub client: TestClient,
 }
 
 impl TokenClient {
@@ -259,7 +426,7 @@ impl TokenClient {
         Self {
             base: app.base.clone(),
             secret: secret.to_owned(),
-            client: Client::new(),
+            client: TestClient::new(),
         }
     }
 

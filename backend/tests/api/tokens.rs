@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::{error_code, TestApp, TokenClient};
+use crate::support::{error_code, TestApp, TestClient, TokenClient};
 
 #[tokio::test]
 async fn create_use_list_and_revoke_a_token() {
@@ -157,7 +157,7 @@ async fn malformed_and_unknown_bearer_tokens_get_401() {
         "Bearer ",
         &format!("Bearer {fake}"),
     ] {
-        let res = reqwest::Client::new()
+        let res = TestClient::new()
             .get(app.url(&path))
             .header("authorization", header)
             .send()

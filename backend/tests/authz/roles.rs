@@ -3,13 +3,16 @@
 //! nothing.
 //!
 //! The expectations are written out here (the `needs` column) rather than derived from
-//! `gantry_common::roles`, so that a wrong table in the server makes these tests fail.
+//! `gantry_common::roles`, so that a wrong table in the server makes these tests fail. Which
+//! routes there are comes from the OpenAPI document: a team route without a row fails
+//! `every_team_operation_of_the_document_has_a_row`.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::common::{assert_error, create_team, json_ok, Caller};
+use crate::support::document::{document, Route};
 use crate::support::{TestApp, TestUser};
 
 const TEAM: &str = "acme";
@@ -66,7 +69,8 @@ struct Case {
 }
 
 /// A team `acme` owned by alice, with the caller (`actor`) in it at some role, two apps, a config
-/// var, and one member per member-management case to act on.
+/// var, and one member per member-management case to act on. App `web` was deployed twice, so
+/// it has releases 1 and 2 (with no node, its instances stay pending and v2 rolling out).
 struct World {
     app: TestApp,
     actor: TestUser,
@@ -112,6 +116,9 @@ async fn world(role: Role) -> World {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK, "seed config");
+    for image in ["gantry-hello:1", "gantry-hello:2"] {
+        alice.deploy(TEAM, "web", image).await;
+    }
     World {
         app,
         actor,
@@ -136,6 +143,7 @@ fn cases(w: &World) -> Vec<Case> {
     let team = format!("/api/v1/teams/{TEAM}");
     let web = format!("{team}/apps/web");
     let (ok, created, gone) = (StatusCode::OK, StatusCode::CREATED, StatusCode::NO_CONTENT);
+    let accepted = StatusCode::ACCEPTED;
     let case = |needs, what, method, path: String, body, ok, check: Option<fn(Role, &Value)>| {
         Case { what, method, path, body, needs, ok, check }
     };
@@ -145,12 +153,23 @@ fn cases(w: &World) -> Vec<Case> {
         case(Viewer, "GET app", Method::GET, web.clone(), None, ok, Some(check_app)),
         case(Viewer, "GET config", Method::GET, format!("{web}/config"), None, ok, Some(check_config)),
         case(Viewer, "GET members", Method::GET, format!("{team}/members"), None, ok, Some(check_members)),
+        case(Viewer, "GET instances", Method::GET, format!("{web}/instances"), None, ok, Some(check_instances)),
+        case(Viewer, "GET routes", Method::GET, format!("{web}/routes"), None, ok, Some(check_routes)),
+        case(Viewer, "GET rollout", Method::GET, format!("{web}/rollout"), None, ok, Some(check_rollout)),
+        case(Viewer, "GET releases", Method::GET, format!("{web}/releases"), None, ok, Some(check_releases)),
+        case(Viewer, "GET release v1", Method::GET, format!("{web}/releases/1"), None, ok, Some(check_release_v1)),
         case(Member, "POST apps", Method::POST, format!("{team}/apps"), Some(json!({"name": "fresh"})), created, Some(check_created_app)),
         case(Member, "PATCH app", Method::PATCH, web.clone(), Some(json!({"replicas": 3})), ok, Some(check_patched_app)),
         case(Member, "PUT config", Method::PUT, format!("{web}/config"),
              Some(json!({"vars": {"DATABASE_URL": SECRET_VALUE, "ADDED_BY_PUT": "1"}})), ok, Some(check_put_config)),
         case(Member, "PATCH config", Method::PATCH, format!("{web}/config"),
              Some(json!({"vars": {"ADDED_BY_PATCH": "2"}})), ok, Some(check_patched_config)),
+        case(Member, "POST deploys", Method::POST, format!("{web}/deploys"),
+             Some(json!({"image": "gantry-hello:3"})), accepted, Some(check_deployed)),
+        case(Member, "POST scale", Method::POST, format!("{web}/scale"), Some(json!({"replicas": 5})), accepted, Some(check_scaled)),
+        case(Member, "PUT strategy", Method::PUT, format!("{web}/strategy"),
+             Some(json!({"kind": "rolling", "max_surge": 2, "max_unavailable": 0})), ok, Some(check_strategy)),
+        case(Member, "POST rollback (to v1)", Method::POST, format!("{web}/rollback"), Some(json!({"version": 1})), created, Some(check_rolled_back)),
         case(Admin, "DELETE app", Method::DELETE, format!("{team}/apps/doomed"), None, gone, None),
         case(Admin, "GET audit", Method::GET, format!("{team}/audit"), None, ok, Some(check_audit)),
         case(Admin, "POST members (role member)", Method::POST, format!("{team}/members"),
@@ -211,6 +230,60 @@ fn check_members(role: Role, body: &Value) {
         .find(|m| m["email"] == "actor@example.com")
         .expect("the caller is listed");
     assert_eq!(actor["role"], role.name());
+}
+
+fn check_instances(_: Role, body: &Value) {
+    // No node: those the reconciler has made so far wait, pending, for one.
+    let instances = body.as_array().expect("a list of instances");
+    for i in instances {
+        assert_eq!(i["state"], "pending", "{body}");
+    }
+}
+
+fn check_routes(_: Role, body: &Value) {
+    assert_eq!(body["host"], format!("web.{TEAM}.localhost"), "{body}");
+}
+
+fn check_rollout(_: Role, body: &Value) {
+    assert!(body["release"].as_u64().unwrap() >= 2, "{body}");
+}
+
+fn check_releases(_: Role, body: &Value) {
+    let versions: Vec<u64> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_u64().unwrap())
+        .collect();
+    assert!(versions.len() >= 2, "{body}");
+    assert!(
+        versions.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {versions:?}"
+    );
+}
+
+fn check_release_v1(_: Role, body: &Value) {
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["image"], "gantry-hello:1");
+    assert!(!body.to_string().contains(SECRET_VALUE), "{body}");
+}
+
+fn check_deployed(_: Role, body: &Value) {
+    assert_eq!(body["image"], "gantry-hello:3");
+    assert_eq!(body["status"], "pending");
+}
+
+fn check_scaled(_: Role, body: &Value) {
+    assert_eq!(body["replicas"], 5);
+}
+
+fn check_strategy(_: Role, body: &Value) {
+    assert_eq!(body["max_surge"], 2);
+}
+
+fn check_rolled_back(_: Role, body: &Value) {
+    assert_eq!(body["rollback_of"], 1);
+    assert_eq!(body["image"], "gantry-hello:1");
 }
 
 fn check_created_app(_: Role, body: &Value) {
@@ -281,6 +354,8 @@ async fn role_table(role: Role, via: Via) {
             role.name(),
             case.method
         );
+        // The controllers wait, so only the request can change the snapshot.
+        let held = w.app.hold_controllers().await;
         let before = w.app.snapshot().await;
         let res = caller
             .send(case.method.clone(), &case.path, case.body.clone())
@@ -305,15 +380,43 @@ async fn role_table(role: Role, via: Via) {
             assert!(message.contains(role.name()), "{context}: {message}");
             assert_eq!(w.app.snapshot().await, before, "{context}: changed state");
         }
+        held.release().await;
     }
     let expected_refusals = match role {
         Role::Owner => 0,
         Role::Admin => 4,
         Role::Member => 9,
-        Role::Viewer => 13,
+        Role::Viewer => 17,
     };
     assert_eq!(refused, expected_refusals, "{role:?}: refusals");
-    assert_eq!(allowed + refused, 18);
+    assert_eq!(allowed + refused, 27);
+}
+
+#[tokio::test]
+async fn every_team_operation_of_the_document_has_a_row() {
+    let w = world(Role::Owner).await;
+    let mut covered = Vec::new();
+    for case in cases(&w) {
+        match document().route(&case.method, &case.path) {
+            Route::Operation(op) => covered.push(op.describe()),
+            _ => panic!(
+                "{} ({} {}) is not in the OpenAPI document",
+                case.what, case.method, case.path
+            ),
+        }
+    }
+    let missing: Vec<String> = document()
+        .operations()
+        .iter()
+        .filter(|op| op.template.contains("{team}"))
+        .map(|op| op.describe())
+        .filter(|op| !covered.contains(op))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "team operations without a row in the role table (add one to `cases`, with the least \
+         role that may make it): {missing:#?}"
+    );
 }
 
 #[tokio::test]

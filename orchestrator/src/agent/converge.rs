@@ -109,15 +109,17 @@ impl<R: ContainerRuntime> Converger<R> {
         plan::observe_exits(&containers, &mut self.tracked, now);
         let stopping: HashSet<String> = self.stopping.keys().cloned().collect();
         let steps = plan::plan(&desired, &containers, &self.tracked, &stopping, now);
-        let changed = !steps.is_empty();
+        let mut touched = Vec::new();
         for step in steps {
-            self.execute(step, &desired).await;
+            touched.extend(self.execute(step, &desired).await);
         }
-        let containers = if changed {
-            self.runtime.list(labels::NODE, &self.node).await?
-        } else {
-            containers
-        };
+        // Only the containers just created or started changed (stops run aside and their
+        // containers are left out below): look at those again, not at the whole node.
+        let mut containers = containers;
+        for id in touched {
+            containers.retain(|c| c.id != id);
+            containers.extend(self.runtime.inspect(&id).await?);
+        }
         self.leaving.clear();
         self.containers.clear();
         for c in containers {
@@ -181,21 +183,27 @@ impl<R: ContainerRuntime> Converger<R> {
             .collect()
     }
 
-    async fn execute(&mut self, step: Step, desired: &[DesiredInstance]) {
+    /// Makes one engine call; returns the container it created or started, if any.
+    async fn execute(&mut self, step: Step, desired: &[DesiredInstance]) -> Option<String> {
         let spec_of = |id: Uuid| desired.iter().find(|d| d.id == id);
         match step {
-            Step::Stop { container, grace } => self.stop_beside(container, grace),
+            Step::Stop { container, grace } => {
+                self.stop_beside(container, grace);
+                None
+            }
             Step::Create { instance } => {
-                if let Some(d) = spec_of(instance) {
-                    self.create(d).await;
-                }
+                let d = spec_of(instance)?;
+                let result = self.try_create(d).await;
+                self.record_create(d.id, result.clone());
+                result.ok()
             }
             Step::Start {
                 instance,
                 container,
             } => {
                 let result = self.runtime.start(&container).await;
-                self.record_create(instance, result.map(|()| container));
+                self.record_create(instance, result.map(|()| container.clone()));
+                Some(container)
             }
             Step::Restart {
                 instance,
@@ -215,6 +223,7 @@ impl<R: ContainerRuntime> Converger<R> {
                         t.retry_at = Some(Instant::now() + plan::crash_backoff(t.crash_streak));
                     }
                 }
+                Some(container)
             }
             Step::Replace {
                 instance,
@@ -231,6 +240,7 @@ impl<R: ContainerRuntime> Converger<R> {
                 t.running_since = None;
                 // A fresh container is created once this one is gone (the plan waits for it).
                 self.stop_beside(container, grace);
+                None
             }
         }
     }
@@ -249,11 +259,6 @@ impl<R: ContainerRuntime> Converger<R> {
             }
         });
         self.stopping.insert(container, handle);
-    }
-
-    async fn create(&mut self, d: &DesiredInstance) {
-        let result = self.try_create(d).await;
-        self.record_create(d.id, result);
     }
 
     /// Remembers how a create (or first start) went: success clears the error, failure sets
@@ -282,7 +287,9 @@ impl<R: ContainerRuntime> Converger<R> {
     }
 
     async fn try_create(&self, d: &DesiredInstance) -> Result<String, RuntimeError> {
+        let t0 = Instant::now();
         let image_id = self.runtime.ensure_image(&d.image).await?;
+        let t_image = t0.elapsed();
         if let Some(pinned) = d.image_digest.as_deref().filter(|p| *p != image_id) {
             // A rollback (or a new instance of an old release) must run what the release ran,
             // not whatever the tag points at today.
@@ -301,11 +308,13 @@ impl<R: ContainerRuntime> Converger<R> {
             .runtime
             .ensure_network(&network, &common_labels)
             .await?;
+        let t_network = t0.elapsed();
         let mut container_labels = common_labels;
         container_labels.insert(labels::APP.into(), d.app.clone());
         container_labels.insert(labels::INSTANCE.into(), d.id.to_string());
         container_labels.insert(labels::RELEASE.into(), d.release.to_string());
-        self.runtime
+        let container = self
+            .runtime
             .run(&ContainerSpec {
                 name: container_name(d.id),
                 image: d.image.clone(),
@@ -318,7 +327,17 @@ impl<R: ContainerRuntime> Converger<R> {
                 memory_mib: d.memory_mib,
                 pids_limit: PIDS_LIMIT,
             })
-            .await
+            .await?;
+        tracing::debug!(
+            instance.id = %d.id,
+            "instance {} created in {:?} (image {:?}, network {:?}, container {:?})",
+            d.id,
+            t0.elapsed(),
+            t_image,
+            t_network - t_image,
+            t0.elapsed() - t_network
+        );
+        Ok(container)
     }
 
     /// Probes the health path of the running instances `which` selects, concurrently. A worker

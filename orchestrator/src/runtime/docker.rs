@@ -47,8 +47,10 @@ pub struct DockerRuntime {
     docker: Docker,
     /// The engine has an init binary (docker-init, i.e. tini) to run as each container's PID 1.
     has_init: bool,
-    /// Serialises [`ContainerRuntime::ensure_network`] in this process (see the module docs).
-    network_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Serialises [`ContainerRuntime::ensure_network`] in this process (see the module docs),
+    /// and remembers the ids of the networks it ensured, so starting an instance does not ask
+    /// the engine for them each time. An entry goes when a container cannot be created on it.
+    networks: std::sync::Arc<tokio::sync::Mutex<HashMap<String, String>>>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -97,7 +99,7 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             docker,
             has_init,
-            network_lock: Default::default(),
+            networks: Default::default(),
         })
     }
 
@@ -226,8 +228,12 @@ impl ContainerRuntime for DockerRuntime {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> RuntimeResult<String> {
-        let _serialised = self.network_lock.lock().await;
+        let mut known = self.networks.lock().await;
+        if let Some(id) = known.get(name) {
+            return Ok(id.clone());
+        }
         if let Some(id) = self.network_id(name).await? {
+            known.insert(name.to_owned(), id.clone());
             return Ok(id);
         }
         let request = NetworkCreateRequest {
@@ -242,9 +248,11 @@ impl ContainerRuntime for DockerRuntime {
             Err(err) if status_of(&err) == Some(409) => {}
             Err(err) => return Err(engine_error(err)),
         }
-        self.network_id(name).await?.ok_or_else(|| {
+        let id = self.network_id(name).await?.ok_or_else(|| {
             RuntimeError::Engine(format!("network {name} vanished right after its creation"))
-        })
+        })?;
+        known.insert(name.to_owned(), id.clone());
+        Ok(id)
     }
 
     /// # Guarantees
@@ -272,7 +280,16 @@ impl ContainerRuntime for DockerRuntime {
         {
             Ok(created) => created,
             Err(err) if status_of(&err) == Some(409) => return self.adopt(&spec.name).await,
-            Err(err) => return Err(engine_error(err)),
+            Err(err) => {
+                // A network removed behind our back (404) is looked up again next time.
+                if status_of(&err) == Some(404) {
+                    self.networks
+                        .lock()
+                        .await
+                        .retain(|_, id| *id != spec.network);
+                }
+                return Err(engine_error(err));
+            }
         };
         // A failed start leaves the container created: a retry finds it by name and starts it.
         self.start(&created.id).await?;
@@ -319,6 +336,14 @@ impl ContainerRuntime for DockerRuntime {
         match self.docker.remove_container(id, Some(remove)).await {
             Ok(()) => Ok(()),
             Err(err) if status_of(&err) == Some(404) => Ok(()),
+            Err(err) => Err(engine_error(err)),
+        }
+    }
+
+    async fn inspect(&self, id: &str) -> RuntimeResult<Option<ContainerInfo>> {
+        match self.inspect_container(id).await {
+            Ok(details) => Ok(Some(container_info(details))),
+            Err(err) if status_of(&err) == Some(404) => Ok(None),
             Err(err) => Err(engine_error(err)),
         }
     }

@@ -163,6 +163,10 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
+    async fn inspect(&self, id: &str) -> RuntimeResult<Option<ContainerInfo>> {
+        Ok(self.lock().containers.get(id).cloned())
+    }
+
     async fn list(&self, key: &str, value: &str) -> RuntimeResult<Vec<ContainerInfo>> {
         Ok(self
             .lock()

@@ -125,6 +125,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// callers run it beside their other work.
     fn remove(&self, id: &str, grace: Duration) -> impl Future<Output = RuntimeResult<()>> + Send;
 
+    /// One container as the engine shows it now; `None` when it is gone.
+    fn inspect(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = RuntimeResult<Option<ContainerInfo>>> + Send;
+
     /// All containers, running or not, that carry the label `key=value`.
     fn list(
         &self,

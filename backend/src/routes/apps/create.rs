@@ -10,19 +10,22 @@ use crate::audit;
 use crate::authz::{AppRow, TeamAccess, APP_COLUMNS};
 use crate::error::{conflict, invalid, ApiResult};
 use crate::extract::ApiJson;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Define an app. Unset settings take their defaults (port 8080, 1 replica, 500 millicores,
 /// 256 MiB, health check `/`, stop grace 30 s, progress deadline 300 s); `"port": null` makes a
 /// worker, which is not routed. It runs nothing until its first deploy.
 #[utoipa::path(post, path = "/api/v1/teams/{team}/apps", tag = "apps",
-    params(("team" = String, Path, description = "Team name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name")),
     request_body = CreateApp,
     responses(
         (status = 201, body = App),
-        (status = 403, description = "Viewers cannot create apps", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams, answers::JsonBody,
+        (status = 403, description = "Viewers cannot create apps; or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
+        (status = 404, description = "No such team, or not yours", body = gantry_common::ErrorBody),
         (status = 409, description = "An app with this name exists", body = gantry_common::ErrorBody),
-        (status = 422, description = "Invalid name or setting", body = gantry_common::ErrorBody),
+        (status = 422, description = "Invalid name or setting, or an unknown field", body = gantry_common::ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,

@@ -6,14 +6,16 @@ use serde_json::json;
 use crate::audit;
 use crate::authz::AppAccess;
 use crate::error::ApiResult;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Delete an app, its config vars and releases; its instances stop.
 #[utoipa::path(delete, path = "/api/v1/teams/{team}/apps/{app}", tag = "apps",
-    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Only admins and owners delete apps", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams,
+        (status = 403, description = "Only admins and owners delete apps; or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app", body = gantry_common::ErrorBody),
     ))]
 pub async fn delete(

@@ -9,6 +9,7 @@ use crate::authz::{AppAccess, AppRow, APP_COLUMNS};
 use crate::error::{invalid, ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::releases::create::{create, Change};
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Change an app's settings; fields left out keep their value. The name cannot change. A new
@@ -16,11 +17,12 @@ use crate::state::AppState;
 /// app has one; `replicas` scales the release that serves; the stop grace and the progress
 /// deadline apply to what runs now.
 #[utoipa::path(patch, path = "/api/v1/teams/{team}/apps/{app}", tag = "apps",
-    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     request_body = AppSettings,
     responses(
         (status = 200, body = App),
-        (status = 403, description = "Viewers cannot change apps", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams, answers::JsonBody,
+        (status = 403, description = "Viewers cannot change apps; or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app", body = gantry_common::ErrorBody),
         (status = 422, description = "Invalid setting or unknown field", body = gantry_common::ErrorBody),
     ))]

@@ -6,14 +6,16 @@ use gantry_common::Permission;
 use super::{page, AuditQuery, Row};
 use crate::authz::TeamAccess;
 use crate::error::{bad_request, ApiResult};
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// The team's audit log, newest first.
 #[utoipa::path(get, path = "/api/v1/teams/{team}/audit", tag = "audit",
-    params(("team" = String, Path, description = "Team name"), AuditQuery),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), AuditQuery),
     responses(
         (status = 200, body = AuditPage),
-        (status = 400, description = "Bad page parameters", body = gantry_common::ErrorBody),
+        answers::Authenticated,
+        (status = 400, description = "Bad page parameters, or a malformed path", body = gantry_common::ErrorBody),
         (status = 403, description = "Only admins and owners read the audit log", body = gantry_common::ErrorBody),
         (status = 404, description = "No such team, or not yours", body = gantry_common::ErrorBody),
     ))]

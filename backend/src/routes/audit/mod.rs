@@ -12,10 +12,11 @@ use uuid::Uuid;
 use crate::error::{bad_request, ApiResult};
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Return events older than this id (from `next_before`).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
     before: Option<i64>,
     /// Page size, 1–200 (default 50).
     #[param(minimum = 1, maximum = 200)]

@@ -5,14 +5,17 @@ use gantry_common::api::AuditPage;
 use super::{page, AuditQuery, Row};
 use crate::authz::PlatformAdmin;
 use crate::error::{bad_request, ApiResult};
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// The platform's audit log, newest first: nodes joining, cordoned, drained and removed, join
 /// tokens created and revoked. For platform admins.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
+    security(("session" = [])),
     params(AuditQuery),
     responses(
         (status = 200, body = AuditPage),
+        answers::Authenticated,
         (status = 400, description = "Bad page parameters", body = gantry_common::ErrorBody),
         (status = 403, description = "Not a platform admin, or called with a team's API token", body = gantry_common::ErrorBody),
     ))]

@@ -3,12 +3,14 @@ use gantry_common::api::CsrfToken;
 
 use crate::auth::{session, Caller};
 use crate::error::{unauthorized, ApiResult};
+use crate::routes::answers;
 
 /// The CSRF token of the current session, to send as `x-csrf-token` on writes.
 #[utoipa::path(get, path = "/api/v1/auth/csrf", tag = "auth",
+    security(("session" = [])),
     responses(
         (status = 200, body = CsrfToken),
-        (status = 401, description = "Not signed in", body = gantry_common::ErrorBody),
+        answers::Authenticated,
         (status = 403, description = "Called with an API token (tokens need no CSRF token)", body = gantry_common::ErrorBody),
     ))]
 pub async fn csrf(caller: Caller) -> ApiResult<Json<CsrfToken>> {

@@ -6,6 +6,7 @@ use tower_sessions::Session;
 use crate::auth::{password, session, throttle, UserRow};
 use crate::error::{too_many_requests, unauthorized, ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::routes::answers;
 use crate::state::AppState;
 
 #[derive(sqlx::FromRow)]
@@ -20,10 +21,13 @@ struct Account {
 /// Starts a new session (a new session id, a new CSRF token). After 10 failed attempts for an
 /// account within 15 minutes, further attempts get 429 with `Retry-After` for a growing delay.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    security(()),
     request_body = Credentials,
     responses(
         (status = 200, description = "Signed in; the session cookie is set", body = SessionInfo),
+        answers::JsonBody,
         (status = 401, description = "Wrong e-mail or password", body = gantry_common::ErrorBody),
+        (status = 403, description = "A cross-site request (a foreign `Origin`, or `Sec-Fetch-Site: cross-site`)", body = gantry_common::ErrorBody),
         (status = 429, description = "Too many failed attempts; see Retry-After", body = gantry_common::ErrorBody),
     ))]
 pub async fn login(

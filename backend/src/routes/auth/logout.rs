@@ -2,13 +2,15 @@ use axum::http::StatusCode;
 
 use crate::auth::{session, Caller};
 use crate::error::ApiResult;
+use crate::routes::answers;
 
 /// End the current session.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    security(("session" = [])),
     responses(
         (status = 204, description = "Signed out"),
-        (status = 401, description = "Not signed in", body = gantry_common::ErrorBody),
-        (status = 403, description = "Missing CSRF token, or called with an API token", body = gantry_common::ErrorBody),
+        answers::Authenticated,
+        (status = 403, description = "Missing CSRF token, a cross-site request, or called with an API token", body = gantry_common::ErrorBody),
     ))]
 pub async fn logout(caller: Caller) -> ApiResult<StatusCode> {
     let s = caller.require_session("log out (revoke the token instead)")?;

@@ -8,13 +8,14 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::authz::TeamRow;
 use crate::error::{ApiError, ApiResult};
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// The caller and the teams it can act in.
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth",
     responses(
         (status = 200, body = Me),
-        (status = 401, description = "Not signed in", body = gantry_common::ErrorBody),
+        answers::Authenticated,
     ))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
     let teams = teams_of(&state, &caller).await?;

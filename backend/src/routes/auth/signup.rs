@@ -12,6 +12,7 @@ use crate::audit::{self, Actor};
 use crate::auth::{password, session, UserRow};
 use crate::error::{conflict, ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Create an account and sign in.
@@ -19,11 +20,14 @@ use crate::state::AppState;
 /// The first account of an instance becomes its platform admin. Every account gets a personal
 /// team (named after its e-mail's local part) where it is owner.
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth",
+    security(()),
     request_body = Credentials,
     responses(
         (status = 201, description = "Signed up and signed in; the session cookie is set", body = SessionInfo),
+        answers::JsonBody,
+        (status = 403, description = "A cross-site request (a foreign `Origin`, or `Sec-Fetch-Site: cross-site`)", body = gantry_common::ErrorBody),
         (status = 409, description = "An account with this e-mail exists", body = gantry_common::ErrorBody),
-        (status = 422, description = "Invalid e-mail or password", body = gantry_common::ErrorBody),
+        (status = 422, description = "Invalid e-mail or password, or an unknown field", body = gantry_common::ErrorBody),
     ))]
 pub async fn signup(
     State(state): State<AppState>,

@@ -11,18 +11,20 @@ use crate::authz::AppAccess;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
 use crate::releases::create::{create, Change};
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Replace all of an app's config vars; keys not given are removed. Once the app has a release,
 /// this makes a new one that rolls out like a deploy (its instances get the new environment).
 #[utoipa::path(put, path = "/api/v1/teams/{team}/apps/{app}/config", tag = "config",
-    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     request_body = ReplaceConfig,
     responses(
         (status = 200, body = ConfigVars),
-        (status = 403, description = "Viewers cannot change config", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams, answers::JsonBody,
+        (status = 403, description = "Viewers cannot change config; or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app", body = gantry_common::ErrorBody),
-        (status = 422, description = "Invalid name or value", body = gantry_common::ErrorBody),
+        (status = 422, description = "Invalid name or value, too many vars, or an unknown field", body = gantry_common::ErrorBody),
     ))]
 pub async fn replace(
     State(state): State<AppState>,
@@ -48,13 +50,14 @@ pub async fn replace(
 /// Set some config vars; a `null` value removes that var. Once the app has a release, this
 /// makes a new one that rolls out like a deploy.
 #[utoipa::path(patch, path = "/api/v1/teams/{team}/apps/{app}/config", tag = "config",
-    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     request_body = PatchConfig,
     responses(
         (status = 200, body = ConfigVars),
-        (status = 403, description = "Viewers cannot change config", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams, answers::JsonBody,
+        (status = 403, description = "Viewers cannot change config; or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app", body = gantry_common::ErrorBody),
-        (status = 422, description = "Invalid name or value", body = gantry_common::ErrorBody),
+        (status = 422, description = "Invalid name or value, too many vars, or an unknown field", body = gantry_common::ErrorBody),
     ))]
 pub async fn patch(
     State(state): State<AppState>,

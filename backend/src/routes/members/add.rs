@@ -11,15 +11,17 @@ use crate::audit;
 use crate::authz::TeamAccess;
 use crate::error::{conflict, not_found, ApiResult};
 use crate::extract::ApiJson;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Add an existing account to the team with a role.
 #[utoipa::path(post, path = "/api/v1/teams/{team}/members", tag = "members",
-    params(("team" = String, Path, description = "Team name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name")),
     request_body = AddMember,
     responses(
         (status = 201, body = Member),
-        (status = 403, description = "Your role cannot grant this role", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams, answers::JsonBody,
+        (status = 403, description = "Your role cannot grant this role, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such team, or no account with that e-mail", body = gantry_common::ErrorBody),
         (status = 409, description = "Already a member", body = gantry_common::ErrorBody),
     ))]

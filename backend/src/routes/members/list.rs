@@ -7,13 +7,15 @@ use uuid::Uuid;
 
 use crate::authz::TeamAccess;
 use crate::error::{ApiError, ApiResult};
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// The team's members and their roles.
 #[utoipa::path(get, path = "/api/v1/teams/{team}/members", tag = "members",
-    params(("team" = String, Path, description = "Team name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name")),
     responses(
         (status = 200, body = Vec<Member>),
+        answers::Authenticated, answers::PathParams,
         (status = 404, description = "No such team, or not yours", body = gantry_common::ErrorBody),
     ))]
 pub async fn list(

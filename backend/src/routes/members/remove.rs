@@ -9,6 +9,7 @@ use crate::audit;
 use crate::authz::TeamAccess;
 use crate::error::ApiResult;
 use crate::extract::ApiPath;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Remove a member (or leave the team, when it is yourself).
@@ -16,10 +17,11 @@ use crate::state::AppState;
 /// Their access ends at once: sessions lose the team on the next request, and their API tokens
 /// for this team are revoked.
 #[utoipa::path(delete, path = "/api/v1/teams/{team}/members/{user_id}", tag = "members",
-    params(("team" = String, Path, description = "Team name"), ("user_id" = Uuid, Path)),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("user_id" = Uuid, Path)),
     responses(
         (status = 204, description = "Removed"),
-        (status = 403, description = "Your role cannot remove this member", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams,
+        (status = 403, description = "Your role cannot remove this member, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such team or member", body = gantry_common::ErrorBody),
         (status = 409, description = "It would leave the team without an owner", body = gantry_common::ErrorBody),
     ))]

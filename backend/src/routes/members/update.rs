@@ -12,6 +12,7 @@ use crate::audit;
 use crate::authz::TeamAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
+use crate::routes::answers;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -21,11 +22,12 @@ pub struct MemberPath {
 
 /// Change a member's role.
 #[utoipa::path(patch, path = "/api/v1/teams/{team}/members/{user_id}", tag = "members",
-    params(("team" = String, Path, description = "Team name"), ("user_id" = Uuid, Path)),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("user_id" = Uuid, Path)),
     request_body = UpdateMember,
     responses(
         (status = 200, body = Member),
-        (status = 403, description = "Your role cannot make this change", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams, answers::JsonBody,
+        (status = 403, description = "Your role cannot make this change, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such team or member", body = gantry_common::ErrorBody),
         (status = 409, description = "It would leave the team without an owner", body = gantry_common::ErrorBody),
     ))]

@@ -20,16 +20,19 @@ use crate::authz::PlatformAdmin;
 use crate::cluster::EMBEDDED_CLUSTER;
 use crate::error::{invalid, not_found, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Create a join token for `gantry agent --token` (valid a day unless `ttl_seconds` says
 /// otherwise). The secret is in this response only.
 #[utoipa::path(post, path = "/api/v1/nodes/join-tokens", tag = "nodes",
+    security(("session" = [])),
     request_body = CreateJoinToken,
     responses(
         (status = 201, body = CreatedJoinToken),
-        (status = 403, description = "Not a platform admin, or called with a team's API token", body = gantry_common::ErrorBody),
-        (status = 422, description = "ttl_seconds out of range", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::JsonBody,
+        (status = 403, description = "Not a platform admin, called with a team's API token, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
+        (status = 422, description = "ttl_seconds out of range, or an unknown field", body = gantry_common::ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -90,8 +93,10 @@ struct Row {
 /// The join tokens, newest first, with their status and how many nodes joined with each (never
 /// their secrets).
 #[utoipa::path(get, path = "/api/v1/nodes/join-tokens", tag = "nodes",
+    security(("session" = [])),
     responses(
         (status = 200, body = Vec<JoinToken>),
+        answers::Authenticated,
         (status = 403, description = "Not a platform admin, or called with a team's API token", body = gantry_common::ErrorBody),
     ))]
 pub async fn list(
@@ -133,11 +138,13 @@ pub async fn list(
 
 /// Revoke a join token: no new node can join with it. Nodes that joined with it keep working.
 #[utoipa::path(delete, path = "/api/v1/nodes/join-tokens/{id}", tag = "nodes",
+    security(("session" = [])),
     params(("id" = Uuid, Path, description = "The join token's id")),
     responses(
         (status = 204, description = "Revoked"),
+        answers::Authenticated,
         (status = 400, description = "Not a token id", body = gantry_common::ErrorBody),
-        (status = 403, description = "Not a platform admin, or called with a team's API token", body = gantry_common::ErrorBody),
+        (status = 403, description = "Not a platform admin, called with a team's API token, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such join token", body = gantry_common::ErrorBody),
     ))]
 pub async fn revoke(

@@ -6,13 +6,16 @@ use super::{NodeRow, NODE_QUERY};
 use crate::authz::PlatformAdmin;
 use crate::cluster::EMBEDDED_CLUSTER;
 use crate::error::ApiResult;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// The worker nodes, with status, capacity, what is allocated on them, their instance count and
 /// warnings (e.g. a loopback address the router could not reach).
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes",
+    security(("session" = [])),
     responses(
         (status = 200, body = Vec<Node>),
+        answers::Authenticated,
         (status = 403, description = "Not a platform admin, or called with a team's API token", body = gantry_common::ErrorBody),
     ))]
 pub async fn list(

@@ -9,6 +9,7 @@ use crate::audit;
 use crate::authz::PlatformAdmin;
 use crate::error::ApiResult;
 use crate::extract::ApiPath;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Which maintenance flags an action sets.
@@ -73,10 +74,12 @@ async fn apply(
 
 /// Take no new instances on this node; the ones there keep running.
 #[utoipa::path(post, path = "/api/v1/nodes/{node}/cordon", tag = "nodes",
-    params(("node" = String, Path, description = "Node id or name")),
+    security(("session" = [])),
+    params(("node" = String, Path, description = "Node id or name", min_length = 1, max_length = 63)),
     responses(
         (status = 200, body = Node),
-        (status = 403, description = "Not a platform admin", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams,
+        (status = 403, description = "Not a platform admin, called with a team's API token, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such node", body = gantry_common::ErrorBody),
     ))]
 pub async fn cordon(
@@ -89,10 +92,12 @@ pub async fn cordon(
 
 /// Make the node schedulable again (also ends a drain).
 #[utoipa::path(post, path = "/api/v1/nodes/{node}/uncordon", tag = "nodes",
-    params(("node" = String, Path, description = "Node id or name")),
+    security(("session" = [])),
+    params(("node" = String, Path, description = "Node id or name", min_length = 1, max_length = 63)),
     responses(
         (status = 200, body = Node),
-        (status = 403, description = "Not a platform admin", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams,
+        (status = 403, description = "Not a platform admin, called with a team's API token, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such node", body = gantry_common::ErrorBody),
     ))]
 pub async fn uncordon(
@@ -107,10 +112,12 @@ pub async fn uncordon(
 /// instance leaves the route, finishes its requests and stops once its app has enough ready
 /// replicas without it.
 #[utoipa::path(post, path = "/api/v1/nodes/{node}/drain", tag = "nodes",
-    params(("node" = String, Path, description = "Node id or name")),
+    security(("session" = [])),
+    params(("node" = String, Path, description = "Node id or name", min_length = 1, max_length = 63)),
     responses(
         (status = 200, body = Node),
-        (status = 403, description = "Not a platform admin", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams,
+        (status = 403, description = "Not a platform admin, called with a team's API token, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such node", body = gantry_common::ErrorBody),
     ))]
 pub async fn drain(

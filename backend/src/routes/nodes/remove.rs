@@ -9,6 +9,7 @@ use crate::audit;
 use crate::authz::PlatformAdmin;
 use crate::error::ApiResult;
 use crate::extract::ApiPath;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Remove a node from the cluster. A connected node is drained first — replacements start
@@ -17,11 +18,13 @@ use crate::state::AppState;
 /// deleted at once and its instances replaced elsewhere (`204`). Either way its credential stops
 /// working: to come back, its agent joins again with a new join token.
 #[utoipa::path(delete, path = "/api/v1/nodes/{node}", tag = "nodes",
-    params(("node" = String, Path, description = "Node id or name")),
+    security(("session" = [])),
+    params(("node" = String, Path, description = "Node id or name", min_length = 1, max_length = 63)),
     responses(
         (status = 202, description = "Draining; deleted once empty", body = Node),
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Not a platform admin", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams,
+        (status = 403, description = "Not a platform admin, called with a team's API token, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such node", body = gantry_common::ErrorBody),
     ))]
 pub async fn remove(

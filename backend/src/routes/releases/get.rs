@@ -7,6 +7,7 @@ use crate::authz::AppAccess;
 use crate::error::ApiResult;
 use crate::extract::ApiPath;
 use crate::releases;
+use crate::routes::answers;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -17,13 +18,14 @@ pub struct VersionParam {
 /// One release.
 #[utoipa::path(get, path = "/api/v1/teams/{team}/apps/{app}/releases/{version}", tag = "releases",
     params(
-        ("team" = String, Path, description = "Team name"),
-        ("app" = String, Path, description = "App name"),
-        ("version" = u32, Path, description = "Release version (3 for v3)", minimum = 1),
+        ("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"),
+        ("app" = inline(gantry_common::AppName), Path, description = "App name"),
+        ("version" = u32, Path, description = "Release version (3 for v3)", minimum = 1, maximum = 2147483647),
     ),
     responses(
         (status = 200, body = Release),
-        (status = 400, description = "The version is not a number", body = gantry_common::ErrorBody),
+        answers::Authenticated,
+        (status = 400, description = "The version is not a number (or another path parameter is malformed)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app or release", body = gantry_common::ErrorBody),
     ))]
 pub async fn get(

@@ -10,17 +10,19 @@ use crate::authz::AppAccess;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
 use crate::releases::rollback::rollback as roll_back;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Roll back: a new release made from an old one (its image, config vars and settings), rolled
 /// out like a deploy; the app's config and settings become that release's again. Without a
 /// `version`, the last release that served before the current one. Send `{}` for the default.
 #[utoipa::path(post, path = "/api/v1/teams/{team}/apps/{app}/rollback", tag = "releases",
-    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     request_body = Rollback,
     responses(
         (status = 201, description = "The new release; its rollout follows", body = Release),
-        (status = 403, description = "Viewers cannot roll back", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams, answers::JsonBody,
+        (status = 403, description = "Viewers cannot roll back; or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app or release", body = gantry_common::ErrorBody),
         (status = 409, description = "No earlier release served to go back to", body = gantry_common::ErrorBody),
     ))]

@@ -10,15 +10,19 @@ use crate::auth::Caller;
 use crate::authz::TeamRow;
 use crate::error::{conflict, ApiResult};
 use crate::extract::ApiJson;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Create a team; the caller becomes its owner.
 #[utoipa::path(post, path = "/api/v1/teams", tag = "teams",
+    security(("session" = [])),
     request_body = CreateTeam,
     responses(
         (status = 201, body = TeamWithRole),
+        answers::Authenticated, answers::JsonBody,
+        (status = 403, description = "Called with an API token (teams are made by people, signed in), or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 409, description = "The name is taken", body = gantry_common::ErrorBody),
-        (status = 422, description = "Invalid name", body = gantry_common::ErrorBody),
+        (status = 422, description = "Invalid name, or an unknown field", body = gantry_common::ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,

@@ -11,14 +11,17 @@ use crate::auth::{tokens, Caller};
 use crate::authz;
 use crate::error::{forbidden, not_found, ApiResult};
 use crate::extract::ApiJson;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Create an API token for one of your teams. The secret is in this response only.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens",
+    security(("session" = [])),
     request_body = CreateToken,
     responses(
         (status = 201, body = CreatedToken),
-        (status = 403, description = "Role above your own, or called with a token", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::JsonBody,
+        (status = 403, description = "A role above your own, called with a token, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such team, or not yours", body = gantry_common::ErrorBody),
     ))]
 pub async fn create(

@@ -5,11 +5,15 @@ use gantry_common::api::ApiToken;
 use super::TokenRow;
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Your active API tokens (a token sees those of its own team). Secrets are never listed.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
-    responses((status = 200, body = Vec<ApiToken>)))]
+    responses(
+        (status = 200, body = Vec<ApiToken>),
+        answers::Authenticated,
+    ))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiToken>>> {
     let rows = sqlx::query_as::<_, TokenRow>(
         "SELECT k.id, k.name, t.slug AS team_slug, k.role, k.prefix, k.created_at, k.last_used_at

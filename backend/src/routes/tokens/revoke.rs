@@ -8,6 +8,7 @@ use crate::audit;
 use crate::auth::Caller;
 use crate::error::{forbidden, not_found, ApiResult};
 use crate::extract::ApiPath;
+use crate::routes::answers;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -20,7 +21,8 @@ pub struct TokenPath {
     params(("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 403, description = "A token revoking another token", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams,
+        (status = 403, description = "A token revoking another token, or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such token of yours", body = gantry_common::ErrorBody),
     ))]
 pub async fn revoke(

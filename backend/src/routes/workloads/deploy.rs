@@ -11,6 +11,7 @@ use crate::authz::AppAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::releases::create::{create as create_release, Change};
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Deploy an image: it becomes the app's next release, with the app's current config and
@@ -18,13 +19,14 @@ use crate::state::AppState;
 /// old ones taken out of the route and stopped once new ones are ready). Any image the nodes'
 /// Docker engines have or can pull.
 #[utoipa::path(post, path = "/api/v1/teams/{team}/apps/{app}/deploys", tag = "workloads",
-    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     request_body = CreateDeploy,
     responses(
         (status = 202, description = "Release made; its rollout follows", body = Release),
-        (status = 403, description = "Viewers cannot deploy", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams, answers::JsonBody,
+        (status = 403, description = "Viewers cannot deploy; or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app", body = gantry_common::ErrorBody),
-        (status = 422, description = "Not a valid image reference", body = gantry_common::ErrorBody),
+        (status = 422, description = "Not a valid image reference, or an unknown field", body = gantry_common::ErrorBody),
     ))]
 pub async fn create(
     State(state): State<AppState>,

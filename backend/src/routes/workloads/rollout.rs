@@ -5,14 +5,16 @@ use gantry_common::releases::Rollout;
 use crate::authz::AppAccess;
 use crate::error::{not_found, ApiResult};
 use crate::rollouts::{self, AppInfo, APP_INFO_QUERY};
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// The app's newest rollout: the one under way (new instances asked for and ready, old ones
 /// left, when it fails without progress), or the last one with how it ended.
 #[utoipa::path(get, path = "/api/v1/teams/{team}/apps/{app}/rollout", tag = "workloads",
-    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     responses(
         (status = 200, body = Rollout),
+        answers::Authenticated, answers::PathParams,
         (status = 404, description = "No such app, or no release yet", body = gantry_common::ErrorBody),
     ))]
 pub async fn get(

@@ -4,15 +4,17 @@ use gantry_common::routes::AppRoutes;
 
 use crate::authz::AppAccess;
 use crate::error::{conflict, ApiResult};
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// The app's route, like `kubectl get endpoints`: its host and URL, the release sets the router
 /// sends it traffic to with their weights and ready endpoints (and requests in flight), and the
 /// router's counters (requests, status classes, latency) per app and per release.
 #[utoipa::path(get, path = "/api/v1/teams/{team}/apps/{app}/routes", tag = "workloads",
-    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     responses(
         (status = 200, body = AppRoutes),
+        answers::Authenticated, answers::PathParams,
         (status = 404, description = "No such app", body = gantry_common::ErrorBody),
         (status = 409, description = "The app is a worker (no port): it is not routed", body = gantry_common::ErrorBody),
     ))]

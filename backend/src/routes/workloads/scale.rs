@@ -9,19 +9,21 @@ use crate::audit;
 use crate::authz::{AppAccess, AppRow, APP_COLUMNS};
 use crate::error::{invalid, ApiResult};
 use crate::extract::ApiJson;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Set how many instances the app runs (0 stops them all). Scaling is not a release: it
 /// resizes the release that serves (or the one rolling out). Instances removed leave the route
 /// before they stop. Before the first deploy this only records the number.
 #[utoipa::path(post, path = "/api/v1/teams/{team}/apps/{app}/scale", tag = "workloads",
-    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     request_body = Scale,
     responses(
         (status = 202, description = "Recorded; instances follow", body = Workload),
-        (status = 403, description = "Viewers cannot scale", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams, answers::JsonBody,
+        (status = 403, description = "Viewers cannot scale; or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app", body = gantry_common::ErrorBody),
-        (status = 422, description = "Replicas out of range", body = gantry_common::ErrorBody),
+        (status = 422, description = "Replicas out of range, or an unknown field", body = gantry_common::ErrorBody),
     ))]
 pub async fn scale(
     State(state): State<AppState>,

@@ -8,6 +8,7 @@ use crate::audit;
 use crate::authz::AppAccess;
 use crate::error::{invalid, ApiResult};
 use crate::extract::ApiJson;
+use crate::routes::answers;
 use crate::state::AppState;
 
 /// Set how the app's next releases roll out. `rolling` (the default) starts new instances
@@ -15,11 +16,12 @@ use crate::state::AppState;
 /// takes old ones out of the route, lets their requests finish and stops them, never leaving
 /// fewer than `replicas - max_unavailable` ready. A rollout under way follows the new values.
 #[utoipa::path(put, path = "/api/v1/teams/{team}/apps/{app}/strategy", tag = "workloads",
-    params(("team" = String, Path, description = "Team name"), ("app" = String, Path, description = "App name")),
+    params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     request_body = Strategy,
     responses(
         (status = 200, body = Strategy),
-        (status = 403, description = "Viewers cannot change apps", body = gantry_common::ErrorBody),
+        answers::Authenticated, answers::PathParams, answers::JsonBody,
+        (status = 403, description = "Viewers cannot change apps; or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app", body = gantry_common::ErrorBody),
         (status = 422, description = "Unknown kind, or values out of range", body = gantry_common::ErrorBody),
     ))]
