@@ -134,7 +134,17 @@ impl Browser {
 
     /// Waits until the first element matching `css` contains `text`.
     pub async fn wait_for_text(&self, css: &str, text: &str) -> anyhow::Result<Element> {
-        let deadline = Instant::now() + PATIENCE;
+        self.wait_for_text_within(css, text, PATIENCE).await
+    }
+
+    /// [`Self::wait_for_text`] for what takes longer than a page, such as a rollout.
+    pub async fn wait_for_text_within(
+        &self,
+        css: &str,
+        text: &str,
+        patience: Duration,
+    ) -> anyhow::Result<Element> {
+        let deadline = Instant::now() + patience;
         let mut last = String::new();
         loop {
             if let Ok(el) = self.client.find(Locator::Css(css)).await {
@@ -207,6 +217,34 @@ impl Browser {
 
     pub async fn count(&self, css: &str) -> anyhow::Result<usize> {
         Ok(self.client.find_all(Locator::Css(css)).await?.len())
+    }
+
+    /// Waits until exactly `n` elements match `css`.
+    pub async fn wait_for_count(&self, css: &str, n: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let count = self.count(css).await?;
+            if count == n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{n} × {css} expected, {count} on {}: {}",
+                    self.url_or_unknown().await,
+                    self.page_text().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The text of every element matching `css`, in document order.
+    pub async fn texts(&self, css: &str) -> anyhow::Result<Vec<String>> {
+        let mut texts = Vec::new();
+        for el in self.client.find_all(Locator::Css(css)).await? {
+            texts.push(el.text().await?);
+        }
+        Ok(texts)
     }
 
     /// Saves a PNG screenshot as `dir/name.png`.

@@ -90,6 +90,7 @@ async fn newcomer_signs_up_creates_an_app_sets_config_and_finds_it_again() -> an
         .await?;
     // Settings save.
     b.fill("#replicas", "3").await?;
+    b.fill("#stop-grace", "5").await?;
     b.click_text("[data-test=settings] button", "Save settings")
         .await?;
     b.wait_for_text("[data-test=settings] .ok", "Saved").await?;
@@ -110,6 +111,14 @@ async fn newcomer_signs_up_creates_an_app_sets_config_and_finds_it_again() -> an
         .await?;
     let replicas = b.wait_for("#replicas").await?.prop("value").await?;
     assert_eq!(replicas.as_deref(), Some("3"));
+    let grace = b.wait_for("#stop-grace").await?.prop("value").await?;
+    assert_eq!(grace.as_deref(), Some("5"));
+    let deadline = b
+        .wait_for("#progress-deadline")
+        .await?
+        .prop("value")
+        .await?;
+    assert_eq!(deadline.as_deref(), Some("300"), "the default deadline");
     b.client.clone().close().await?;
     Ok(())
 }
@@ -249,12 +258,14 @@ async fn tokens_page_shows_a_new_secret_once_and_revokes() -> anyhow::Result<()>
     Ok(())
 }
 
-/// The orchestrator's side of the dashboard: a platform admin sees the nodes and an app's
-/// instances with their states; a member of a team sees the instances but neither the Nodes
-/// link nor the nodes (the server's refusal is shown in place).
+/// The orchestrator's side of the dashboard: a platform admin sees the nodes, an app's URL,
+/// instances, releases and rollout, and rolls back from the page; a member of a team sees the
+/// instances and releases but neither the Nodes link nor the nodes (the server's refusal is shown
+/// in place), and a viewer gets no Roll back.
 #[tokio::test]
-async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
-    use gantry_e2e::cluster::{start_agent, start_server, Admin, DockerCleanup, IMAGE};
+async fn nodes_instances_and_releases_show_their_states_and_an_admin_rolls_back(
+) -> anyhow::Result<()> {
+    use gantry_e2e::cluster::{start_agent, start_server, Admin, DockerCleanup, CONVERGE, IMAGE};
     use gantry_e2e::{data_dir, free_port, start_postgres, StopPostgresOnDrop};
     use serde_json::json;
 
@@ -293,19 +304,22 @@ async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
     let started_shown = started
         .and_then(|s| Some(format!("{} {}", s.get(..10)?, s.get(11..19)?)))
         .with_context(|| format!("a ready instance has an RFC 3339 start time: {ready:#?}"))?;
+    admin.wait_release("hello", 1, "active", CONVERGE).await?;
 
     let b = Browser::start(1440, 900).await?;
     login(&b, base, &admin.email).await?;
     let shots = screenshot_dir();
+    let page = format!("{base}/teams/{}/apps/hello", admin.team);
 
-    // The app's page lists both instances, ready, on the node, with the deployed image.
-    b.open(&format!("{base}/teams/{}/apps/hello", admin.team))
-        .await?;
+    // The app's page lists both instances, ready, on the node, of v1, with the deployed image
+    // and the URL the router serves it at.
+    b.open(&page).await?;
     let table = b
         .wait_for_text("[data-test=instances-table]", "ready")
         .await?;
     let text = table.text().await?;
     assert_eq!(text.matches("ready").count(), 2, "two ready rows: {text}");
+    assert_eq!(text.matches("v1").count(), 2, "both run v1: {text}");
     assert_eq!(
         text.matches(node.as_str()).count(),
         2,
@@ -314,6 +328,12 @@ async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
     assert!(text.contains("127.0.0.1:"), "endpoints shown: {text}");
     assert!(text.contains(&started_shown), "start time shown: {text}");
     b.wait_for_text("[data-test=image]", IMAGE).await?;
+    let url = admin.get(&format!("{apps}/hello")).await?["url"]
+        .as_str()
+        .context("a web app has a URL")?
+        .to_owned();
+    let link = b.wait_for_text("[data-test=url] a", &url).await?;
+    assert_eq!(link.attr("href").await?.as_deref(), Some(url.as_str()));
     assert_eq!(
         b.count("[data-test=instances-table] .badge[data-s=ready]")
             .await?,
@@ -328,20 +348,93 @@ async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
             list.len() == 3 && list.iter().all(|i| i["state"] == "ready")
         })
         .await?;
-    b.click_text("section[aria-labelledby=instances-title] button", "Refresh")
+    b.click("[data-test=refresh]").await?;
+    b.wait_for_count("[data-test=instances-table] .badge[data-s=ready]", 3)
         .await?;
-    let deadline = std::time::Instant::now() + gantry_e2e::browser::PATIENCE;
-    while b
-        .count("[data-test=instances-table] .badge[data-s=ready]")
-        .await?
-        != 3
-    {
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "the third instance never showed after Refresh"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    // A config var set on the page makes v2, which the page follows until it is active.
+    b.fill("#config-key", "GREETING").await?;
+    b.fill("#config-value", "hi").await?;
+    b.click("[data-test=add-config] button[type=submit]")
+        .await?;
+    b.wait_for_text_within("[data-test=rollout]", "v2 active since", CONVERGE)
+        .await?;
+    let releases = "[data-test=releases-table] tbody tr";
+    b.wait_for_text(releases, "active").await?;
+    let rows = b.texts(releases).await?;
+    assert_eq!(rows.len(), 2, "two releases: {rows:?}");
+    for (row, want) in rows.iter().zip([
+        ["v2", "Set GREETING", "active"],
+        ["v1", "Deploy gantry-hello:latest", "superseded"],
+    ]) {
+        for want in want {
+            assert!(row.contains(want), "{want:?} in {row:?}");
+        }
+        assert!(row.contains(&admin.email), "who made it: {row:?}");
     }
+    // Roll back is offered on v1 only: v2 is the one that serves.
+    let roll_back = "[data-test=releases-table] button";
+    assert_eq!(b.texts(roll_back).await?, ["Roll back"]);
+    assert_eq!(
+        b.count(&format!("{releases}:nth-child(2) button")).await?,
+        1
+    );
+
+    // Roll back to v1, confirming first: v3 "Rollback to v1" rolls out and becomes active, the
+    // instances run it, and the config is v1's again (no GREETING).
+    b.click_text(roll_back, "Roll back").await?;
+    b.wait_for_text("[data-test=releases-table]", "Roll back to v1?")
+        .await?;
+    b.click_text(roll_back, "Confirm").await?;
+    b.wait_for_text("[data-test=releases-table]", "Rollback to v1")
+        .await?;
+    b.wait_for_text_within("[data-test=rollout]", "v3 active since", CONVERGE)
+        .await?;
+    b.wait_for_text(releases, "Rollback to v1").await?;
+    let rows = b.texts(releases).await?;
+    assert_eq!(rows.len(), 3, "three releases: {rows:?}");
+    assert!(
+        rows[0].starts_with("v3") && rows[0].contains("active"),
+        "{rows:?}"
+    );
+    assert!(rows[1].contains("superseded"), "{rows:?}");
+    // The page stops reloading when the rollout ends, which may be while v2's instances are
+    // still stopping; once they are gone, Refresh shows only v3's.
+    admin
+        .wait_instances("hello", "3 ready instances of v3 and no other", |list| {
+            list.len() == 3
+                && list
+                    .iter()
+                    .all(|i| i["state"] == "ready" && i["release"] == 3)
+        })
+        .await?;
+    b.click("[data-test=refresh]").await?;
+    b.wait_for_count("[data-test=instances-table] tbody tr", 3)
+        .await?;
+    let text = b
+        .wait_for("[data-test=instances-table]")
+        .await?
+        .text()
+        .await?;
+    assert_eq!(text.matches("v3").count(), 3, "all run v3: {text}");
+    b.wait_for_text(
+        "section[aria-labelledby=config-title] .empty",
+        "No config vars",
+    )
+    .await?;
+    let release = admin.get(&format!("{apps}/hello/releases/3")).await?;
+    assert_eq!(release["rollback_of"], json!(1), "{release}");
+    b.client
+        .execute(
+            "document.getElementById('releases-title').scrollIntoView()",
+            vec![],
+        )
+        .await?;
+    let releases_shot = b.screenshot(&shots, "app-releases").await?;
+    // At phone width the tables scroll sideways instead of squeezing.
+    b.client.set_window_size(360, 800).await?;
+    b.screenshot(&shots, "app-releases-phone").await?;
+    b.client.set_window_size(1440, 900).await?;
 
     // The admin reaches the nodes from the header: the node, ready, with its instances and zone.
     b.click_text("header nav a", "Nodes").await?;
@@ -352,8 +445,9 @@ async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
     assert!(text.contains("zone=a"), "labels shown: {text}");
     let nodes_shot = b.screenshot(&shots, "nodes").await?;
     println!(
-        "screenshots: {} and {}",
+        "screenshots: {}, {} and {}",
         instances_shot.display(),
+        releases_shot.display(),
         nodes_shot.display()
     );
 
@@ -367,6 +461,42 @@ async fn nodes_and_an_apps_instances_show_their_states() -> anyhow::Result<()> {
     );
     b.open(&format!("{base}/nodes")).await?;
     b.wait_for_text(".error", "platform admin").await?;
+
+    // Dave joins the team as a member: he sees the releases and may roll back to v1 or v2.
+    let member = admin
+        .post(
+            &format!("/api/v1/teams/{}/members", admin.team),
+            json!({"email": "dave@example.com", "role": "member"}),
+        )
+        .await?;
+    let dave = member["user_id"].as_str().context("member's user id")?;
+    b.open(&page).await?;
+    b.wait_for_text(releases, "Rollback to v1").await?;
+    b.wait_for_count(roll_back, 2).await?;
+    // Made a viewer while his page is open, his click is refused, and the page says why.
+    admin
+        .patch(
+            &format!("/api/v1/teams/{}/members/{dave}", admin.team),
+            json!({"role": "viewer"}),
+        )
+        .await?;
+    b.click_text(roll_back, "Roll back").await?;
+    b.click_text(roll_back, "Confirm").await?;
+    b.wait_for_text(
+        "section[aria-labelledby=releases-title] .error",
+        "does not allow",
+    )
+    .await?;
+    // On his next visit, as a viewer, he sees the releases and the rollout but no Roll back.
+    b.open(&page).await?;
+    b.wait_for_text(releases, "Rollback to v1").await?;
+    b.wait_for_text("[data-test=rollout]", "v3 active").await?;
+    // Controls show once the session has loaded, which the header's e-mail tells.
+    b.wait_for_text("[data-test=user-email]", "dave@example.com")
+        .await?;
+    b.wait_for("#replicas[readonly]").await?;
+    assert_eq!(b.count(roll_back).await?, 0, "no Roll back for a viewer");
+    assert_eq!(b.count("[data-test=releases-table] tbody tr").await?, 3);
     b.client.clone().close().await?;
     Ok(())
 }

@@ -1,15 +1,18 @@
 //! The dashboard's one REST client: typed calls to `/api/v1`, with the same request and response
-//! types as the server (`gantry_common::api`). It runs in the browser only; pages call it from
-//! local resources and actions, which the server never runs while rendering.
+//! types as the server (`gantry_common`). Where a page shows only some fields of a large answer
+//! (an app, an instance, a release, a rollout), a slim copy here deserializes just those: the
+//! wasm has a size budget. It runs in the browser only; pages call it from local resources and
+//! actions, which the server never runs while rendering.
 //!
 //! Writes carry the session's CSRF token, kept here after login/sign-up and fetched from
 //! `GET /api/v1/auth/csrf` after a page reload.
 
 use gantry_common::api::{
-    AddMember, ApiToken, App, AppSettings, ConfigVars, CreateApp, CreateToken, CreatedToken,
+    AddMember, ApiToken, AppSettings, ConfigVars, CreateApp, CreateToken, CreatedToken,
     Credentials, Me, Member, PatchConfig, SessionInfo, UpdateMember,
 };
 use gantry_common::cluster::Node;
+use gantry_common::releases::{ReleaseStatus, Rollback};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -236,6 +239,28 @@ pub async fn logout() -> ApiResult<()> {
 
 // ---- apps ----
 
+/// What the dashboard shows of an app. `gantry_common::api::App` also has its id, times and
+/// rollout strategy; deserializing only these keeps the wasm smaller (the strategy, an
+/// internally tagged enum, costs the most).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct App {
+    pub name: String,
+    pub team: String,
+    /// `None` for a worker.
+    pub port: Option<u16>,
+    pub replicas: u32,
+    pub cpu_millis: u32,
+    pub memory_mib: u32,
+    pub health_check_path: String,
+    pub stop_grace_seconds: u32,
+    pub progress_deadline_seconds: u32,
+    /// The version that serves.
+    pub release: Option<u32>,
+    pub image: Option<String>,
+    /// Where the router serves it; `None` for a worker.
+    pub url: Option<String>,
+}
+
 pub async fn apps(team: &str) -> ApiResult<Vec<App>> {
     get(&format!("/api/v1/teams/{}/apps", seg(team))).await
 }
@@ -287,6 +312,8 @@ pub async fn patch_config(team: &str, app: &str, body: &PatchConfig) -> ApiResul
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct InstanceRow {
     pub state: String,
+    /// The version it runs (none for an instance from before releases).
+    pub release: Option<u32>,
     pub node: Option<String>,
     pub endpoint: Option<String>,
     pub restarts: u32,
@@ -299,6 +326,67 @@ pub struct InstanceRow {
 pub async fn instances(team: &str, app: &str) -> ApiResult<Vec<InstanceRow>> {
     let path = format!("/api/v1/teams/{}/apps/{}/instances", seg(team), seg(app));
     get(&path).await
+}
+
+// ---- releases ----
+
+/// The columns the dashboard shows of a release (`gantry_common::releases::Release` has more).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ReleaseRow {
+    pub version: u32,
+    pub status: ReleaseStatus,
+    pub reason: Option<String>,
+    pub image: String,
+    pub image_digest: Option<String>,
+    pub cause: String,
+    pub created_by: String,
+    /// RFC 3339, in UTC.
+    pub created_at: String,
+}
+
+/// What the dashboard shows of the newest rollout (`gantry_common::releases::Rollout` also
+/// has the strategy).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RolloutView {
+    pub release: u32,
+    pub status: ReleaseStatus,
+    pub reason: Option<String>,
+    pub from: Option<u32>,
+    pub desired: u32,
+    pub ready: u32,
+    pub old: u32,
+    /// RFC 3339, in UTC.
+    pub deadline_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// The newest releases first (one page: the 20 newest).
+pub async fn releases(team: &str, app: &str) -> ApiResult<Vec<ReleaseRow>> {
+    let path = format!(
+        "/api/v1/teams/{}/apps/{}/releases?limit=20",
+        seg(team),
+        seg(app)
+    );
+    get(&path).await
+}
+
+/// The newest rollout; `None` while the app has no release (the server's 404).
+pub async fn rollout(team: &str, app: &str) -> ApiResult<Option<RolloutView>> {
+    let path = format!("/api/v1/teams/{}/apps/{}/rollout", seg(team), seg(app));
+    match get(&path).await {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.status == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A new release made from `version`; the server refuses with 403 (viewers) or 409.
+pub async fn rollback(team: &str, app: &str, version: u32) -> ApiResult<ReleaseRow> {
+    let path = format!("/api/v1/teams/{}/apps/{}/rollback", seg(team), seg(app));
+    let body = Rollback {
+        version: Some(version),
+    };
+    request(Method::Post, &path, Some(&body)).await
 }
 
 /// Platform admins only; others get the server's 403.

@@ -27,13 +27,18 @@ pub struct Empty {
     pub code: String,
 }
 
+/// Controls in a last column: the view for row `i` (e.g. a button), or nothing.
+pub type Action<'a> = &'a dyn Fn(usize) -> Option<AnyView>;
+
 /// `badge` is the index of the column shown as a state badge (styled by its `data-s`).
+/// `action`, when given, adds a last column of controls.
 pub fn text_table(
     rows: Option<ApiResult<Rows>>,
     test: &'static str,
     heads: &'static [&'static str],
     badge: usize,
     empty: Empty,
+    action: Option<Action>,
 ) -> AnyView {
     match rows {
         None => view! { <Loading/> }.into_any(),
@@ -48,9 +53,12 @@ pub fn text_table(
             <table class="list" data-test=test>
                 <thead><tr>
                     {heads.iter().map(|h| view! { <th scope="col">{*h}</th> }).collect_view()}
+                    {action.map(|_| view! {
+                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                    })}
                 </tr></thead>
                 <tbody>
-                    {rows.into_iter().map(|cells| view! {
+                    {rows.into_iter().enumerate().map(|(row, cells)| view! {
                         <tr>
                             {cells.into_iter().enumerate().map(|(i, c)| {
                                 let is_badge = i == badge;
@@ -60,6 +68,7 @@ pub fn text_table(
                                         data-s=state>{c}</span></td>
                                 }
                             }).collect_view()}
+                            {action.map(|f| view! { <td class="act">{f(row)}</td> })}
                         </tr>
                     }).collect_view()}
                 </tbody>

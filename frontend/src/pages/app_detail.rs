@@ -1,9 +1,15 @@
-//! `/teams/:team/apps/:app`: an app's instances, settings and config vars. Viewers see settings
-//! read-only and config names with masked values; the server enforces the same rules.
+//! `/teams/:team/apps/:app`: an app's URL, image and rollout, its instances, releases (with
+//! rollback), settings and config vars. Viewers see settings read-only, config names with masked
+//! values and no rollback; the server enforces the same rules.
+//!
+//! The app's current state (rollout, releases, instances) reloads on "Refresh", after every
+//! change made here, and every [`POLL`] while a rollout is under way; the page is quiet
+//! otherwise.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use gantry_common::api::{App, AppSettings, ConfigVars, PatchConfig};
+use gantry_common::api::{AppSettings, ConfigVars, PatchConfig};
 use gantry_common::{ConfigKey, Permission};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -11,25 +17,63 @@ use leptos_router::hooks::use_navigate;
 use leptos_router::NavigateOptions;
 
 use super::param;
-use crate::api;
-use crate::components::{rows_resource, text_table, Empty, EmptyState, ErrorBox, Frame, Loading};
+use crate::api::{self, ApiResult, App, ReleaseRow, RolloutView};
+use crate::components::{
+    rows_resource, text_table, Action, Empty, EmptyState, ErrorBox, Frame, Loading,
+};
 use crate::session::use_session;
+
+/// How often the page reloads while a rollout is under way.
+const POLL: Duration = Duration::from_secs(2);
+
+/// What the page shows of the app's releases, loaded together so that the parts agree: the
+/// rollout first, then the releases (never older than that rollout), then the app (URL, image,
+/// the version that serves).
+#[derive(Clone)]
+struct Live {
+    app: App,
+    rollout: Option<RolloutView>,
+    releases: Vec<ReleaseRow>,
+}
+
+type LiveResource = LocalResource<ApiResult<Live>>;
 
 #[component]
 pub fn AppDetail() -> impl IntoView {
     let team = param("team");
     let name = param("app");
+    // Bumped to reload the app's current state.
+    let tick = RwSignal::new(0u32);
+    // The sections below are built from this; it is fetched again after a rollback, which
+    // restores an earlier release's settings and config vars.
     let app = LocalResource::new(move || {
         let (team, name) = (team.get(), name.get());
         async move { api::app(&team, &name).await }
     });
+    let live: LiveResource = LocalResource::new(move || {
+        tick.track();
+        let (team, name) = (team.get(), name.get());
+        async move {
+            let rollout = api::rollout(&team, &name).await?;
+            let releases = api::releases(&team, &name).await?;
+            let app = api::app(&team, &name).await?;
+            Ok(Live {
+                app,
+                rollout,
+                releases,
+            })
+        }
+    });
+    poll_while_rolling_out(live, tick);
     let body = move || match app.get() {
         None => view! { <Loading/> }.into_any(),
         Some(Err(e)) => view! { <ErrorBox message=Some(e.message)/> }.into_any(),
         Some(Ok(a)) => view! {
-            <Instances team name/>
-            <Settings team app=a.clone()/>
-            <Config team name/>
+            <Overview live/>
+            <Instances team name tick/>
+            <Releases team name live tick app/>
+            <Settings team app=a.clone() tick/>
+            <Config team name tick/>
             <Danger team app=a/>
         }
         .into_any(),
@@ -37,23 +81,40 @@ pub fn AppDetail() -> impl IntoView {
     view! {
         <Frame team>
             <p class="crumbs"><a href=move || format!("/teams/{}/apps", team.get())>"Apps"</a> " / "</p>
-            <h1>{move || name.get()}</h1>
+            <div class="head">
+                <h1>{move || name.get()}</h1>
+                <button type="button" data-test="refresh" on:click=move |_| bump(tick)>"Refresh"</button>
+            </div>
             {body}
         </Frame>
     }
 }
 
-fn instance_cells(i: api::InstanceRow) -> Vec<String> {
-    let dash = || "—".to_string();
-    vec![
-        i.state,
-        i.node.unwrap_or_else(dash),
-        i.endpoint.unwrap_or_else(dash),
-        i.restarts.to_string(),
-        i.last_exit_code.map_or_else(dash, |c| c.to_string()),
-        i.started_at.as_deref().map_or_else(dash, utc_time),
-        i.reason.unwrap_or_default(),
-    ]
+fn bump(tick: RwSignal<u32>) {
+    tick.update(|t| *t = t.wrapping_add(1));
+}
+
+/// Reloads every [`POLL`] while the newest rollout is under way, and once more after it ended
+/// so that every section shows the outcome. One timer at a time: a reload that notifies twice
+/// does not start a second one.
+fn poll_while_rolling_out(live: LiveResource, tick: RwSignal<u32>) {
+    let scheduled = StoredValue::new(false);
+    Effect::new(move |was: Option<bool>| {
+        let now =
+            matches!(live.get(), Some(Ok(Live { rollout: Some(r), .. })) if r.status.in_flight());
+        if (now || was == Some(true)) && !scheduled.get_value() {
+            scheduled.set_value(true);
+            set_timeout(
+                move || {
+                    // Both are no-ops once the page is gone.
+                    scheduled.set_value(false);
+                    bump(tick);
+                },
+                POLL,
+            );
+        }
+        now
+    });
 }
 
 /// `2026-11-28T10:31:02.123Z` as `2026-11-28 10:31:02`: the server's times are UTC, and
@@ -65,23 +126,119 @@ fn utc_time(rfc3339: &str) -> String {
     }
 }
 
-/// The deployed image and the instances running it, like `kubectl get pods`. Loaded with the
-/// page and on "Refresh" (no polling: the page stays quiet while open).
+fn instances_word(n: u32) -> &'static str {
+    if n == 1 {
+        "instance"
+    } else {
+        "instances"
+    }
+}
+
+/// The newest rollout in a sentence: its progress while under way, else how it ended.
+fn rollout_text(r: &RolloutView) -> String {
+    let v = r.release;
+    if r.status.in_flight() {
+        let mut text = format!("Rolling out v{v}");
+        if let Some(from) = r.from {
+            text.push_str(&format!(" (from v{from})"));
+        }
+        text.push_str(&format!(
+            ": {} of {} new {} ready",
+            r.ready,
+            r.desired,
+            instances_word(r.desired)
+        ));
+        if r.old > 0 {
+            text.push_str(&format!(", {} old left", r.old));
+        }
+        if let Some(deadline) = &r.deadline_at {
+            text.push_str(&format!(
+                "; fails at {} UTC without progress",
+                utc_time(deadline)
+            ));
+        }
+        return text;
+    }
+    let status = r.status.as_str();
+    match (&r.reason, &r.finished_at) {
+        (Some(reason), _) => format!("v{v} {status}: {reason}"),
+        (None, Some(at)) => format!("v{v} {status} since {} UTC", utc_time(at)),
+        (None, None) => format!("v{v} {status}"),
+    }
+}
+
+/// Where the app is reached, what it runs, and its rollout.
 #[component]
-fn Instances(team: Signal<String>, name: Signal<String>) -> impl IntoView {
-    let image = RwSignal::new(String::new());
+fn Overview(live: LiveResource) -> impl IntoView {
+    move || {
+        // A failed load shows in the releases section.
+        let (url, image, rollout) = match live.get() {
+            Some(Ok(l)) => (
+                Some(l.app.url),
+                l.app.image.unwrap_or_else(|| "not deployed yet".into()),
+                l.rollout
+                    .as_ref()
+                    .map_or_else(|| "none yet".into(), rollout_text),
+            ),
+            _ => (None, String::new(), String::new()),
+        };
+        let url = url.map(|url| match url {
+            Some(url) => view! {
+                <a href=url.clone() target="_blank" rel="noopener">{url.clone()}</a>
+            }
+            .into_any(),
+            None => "none: a worker (no port) is not routed".into_any(),
+        });
+        view! {
+            <dl class="facts">
+                <dt>"URL"</dt><dd data-test="url">{url}</dd>
+                <dt>"Image"</dt><dd data-test="image">{image}</dd>
+                <dt>"Release"</dt><dd data-test="rollout">{rollout}</dd>
+            </dl>
+        }
+    }
+}
+
+fn deploy_command(team: Signal<String>, name: Signal<String>) -> String {
+    format!(
+        "POST /api/v1/teams/{}/apps/{}/deploys {{\"image\": \"hello:1\"}}",
+        team.get(),
+        name.get()
+    )
+}
+
+fn version(v: Option<u32>) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("v{v}"))
+}
+
+fn instance_cells(i: api::InstanceRow) -> Vec<String> {
+    let dash = || "—".to_string();
+    vec![
+        i.state,
+        version(i.release),
+        i.node.unwrap_or_else(dash),
+        i.endpoint.unwrap_or_else(dash),
+        i.restarts.to_string(),
+        i.last_exit_code.map_or_else(dash, |c| c.to_string()),
+        i.started_at.as_deref().map_or_else(dash, utc_time),
+        i.reason.unwrap_or_default(),
+    ]
+}
+
+/// The instances running the app, like `kubectl get pods`.
+#[component]
+fn Instances(team: Signal<String>, name: Signal<String>, tick: RwSignal<u32>) -> impl IntoView {
     let data = rows_resource(Box::new(move || {
+        tick.track();
         let (team, name) = (team.get(), name.get());
         Box::pin(async move {
-            // The app again, so that a refresh also shows a newer deploy's image.
-            let app = api::app(&team, &name).await?;
-            image.set(app.image.unwrap_or_else(|| "not deployed yet".into()));
             let list = api::instances(&team, &name).await?;
             Ok(list.into_iter().map(instance_cells).collect())
         })
     }));
     let heads = &[
         "State",
+        "Release",
         "Node",
         "Endpoint",
         "Restarts",
@@ -93,22 +250,134 @@ fn Instances(team: Signal<String>, name: Signal<String>) -> impl IntoView {
         let empty = Empty {
             title: "No instances",
             text: "Deploy an image through the API; instances show here as the nodes start them:",
-            code: format!(
-                "POST /api/v1/teams/{}/apps/{}/deploys {{\"image\": \"hello:1\"}}",
-                team.get(),
-                name.get()
-            ),
+            code: deploy_command(team, name),
         };
-        text_table(data.get(), "instances-table", heads, 0, empty)
+        text_table(data.get(), "instances-table", heads, 0, empty, None)
     };
     view! {
         <section aria-labelledby="instances-title">
-            <div class="head">
-                <h2 id="instances-title">"Instances"</h2>
-                <button type="button" on:click=move |_| data.refetch()>"Refresh"</button>
-            </div>
-            <p data-test="image">"Image: " {image}</p>
+            <h2 id="instances-title">"Instances"</h2>
             {list}
+        </section>
+    }
+}
+
+fn release_cells(r: ReleaseRow) -> Vec<String> {
+    // The image id's first 12 hex digits, as `docker images` shows it.
+    let id = r
+        .image_digest
+        .as_deref()
+        .map(|d| d.rsplit(':').next().unwrap_or(d));
+    let image = match id.and_then(|hex| hex.get(..12)) {
+        Some(digest) => format!("{} ({digest})", r.image),
+        None => r.image,
+    };
+    vec![
+        version(Some(r.version)),
+        image,
+        r.cause,
+        r.created_by,
+        utc_time(&r.created_at),
+        r.status.as_str().into(),
+        r.reason.unwrap_or_default(),
+    ]
+}
+
+/// The app's releases, newest first, with "Roll back" on the earlier ones for those who may.
+#[component]
+fn Releases(
+    team: Signal<String>,
+    name: Signal<String>,
+    live: LiveResource,
+    tick: RwSignal<u32>,
+    app: LocalResource<ApiResult<App>>,
+) -> impl IntoView {
+    let session = use_session();
+    let may_roll_back = move || session.can(&team.get(), Permission::WriteApps);
+    // The version whose "Roll back" was clicked, awaiting "Confirm".
+    let confirming = RwSignal::new(None::<u32>);
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let roll_back = move |version: u32| {
+        busy.set(true);
+        error.set(None);
+        let (team, name) = (team.get_untracked(), name.get_untracked());
+        spawn_local(async move {
+            let result = api::rollback(&team, &name, version).await;
+            busy.set(false);
+            match result {
+                Ok(_) => {
+                    confirming.set(None);
+                    bump(tick);
+                    // The app's settings and config vars are now the old release's.
+                    app.refetch();
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let control = move |version: u32| {
+        move || {
+            if confirming.get() == Some(version) {
+                view! {
+                    <span>"Roll back to v" {version} "?"</span>
+                    <button type="button" class="primary" disabled=move || busy.get()
+                        on:click=move |_| roll_back(version)>"Confirm"</button>
+                    <button type="button" class="link" on:click=move |_| confirming.set(None)>"Cancel"</button>
+                }
+                .into_any()
+            } else {
+                view! {
+                    <button type="button" class="link" on:click=move |_| {
+                        error.set(None);
+                        confirming.set(Some(version));
+                    }>"Roll back"</button>
+                }
+                .into_any()
+            }
+        }
+    };
+    let heads = &[
+        "Version",
+        "Image",
+        "Cause",
+        "By",
+        "Created (UTC)",
+        "Status",
+        "Reason",
+    ];
+    let table = move || {
+        let (rows, versions, serving) = match live.get() {
+            None => (None, Vec::new(), None),
+            Some(Err(e)) => (Some(Err(e)), Vec::new(), None),
+            Some(Ok(l)) => (
+                Some(Ok(l.releases.iter().cloned().map(release_cells).collect())),
+                l.releases.iter().map(|r| r.version).collect::<Vec<_>>(),
+                l.app.release,
+            ),
+        };
+        // Going back means to a release older than the one that serves; whether that one may
+        // be restored is the server's call (it answers 409 when not).
+        let action = move |row: usize| {
+            let v = versions[row];
+            serving
+                .is_some_and(|s| v < s)
+                .then(|| control(v).into_any())
+        };
+        let empty = Empty {
+            title: "No releases yet",
+            text: "Each deploy, config or settings change and rollback makes a numbered release. \
+                   Deploy an image:",
+            code: deploy_command(team, name),
+        };
+        let action: Option<Action> = may_roll_back().then_some(&action);
+        text_table(rows, "releases-table", heads, 5, empty, action)
+    };
+    view! {
+        <section aria-labelledby="releases-title">
+            <h2 id="releases-title">"Releases"</h2>
+            {table}
+            <ErrorBox message=error/>
         </section>
     }
 }
@@ -138,7 +407,7 @@ fn number_field(
 }
 
 #[component]
-fn Settings(team: Signal<String>, app: App) -> impl IntoView {
+fn Settings(team: Signal<String>, app: App, tick: RwSignal<u32>) -> impl IntoView {
     let session = use_session();
     let editable = Signal::derive(move || session.can(&team.get(), Permission::WriteApps));
     let port_text = |port: Option<u16>| port.map(|p| p.to_string()).unwrap_or_default();
@@ -147,6 +416,8 @@ fn Settings(team: Signal<String>, app: App) -> impl IntoView {
     let cpu = RwSignal::new(app.cpu_millis.to_string());
     let memory = RwSignal::new(app.memory_mib.to_string());
     let health = RwSignal::new(app.health_check_path.clone());
+    let grace = RwSignal::new(app.stop_grace_seconds.to_string());
+    let deadline = RwSignal::new(app.progress_deadline_seconds.to_string());
     let error = RwSignal::new(None::<String>);
     let saved = RwSignal::new(false);
     let app_name = app.name.to_string();
@@ -173,7 +444,11 @@ fn Settings(team: Signal<String>, app: App) -> impl IntoView {
                 cpu_millis: Some(number("CPU", cpu.get_untracked())?),
                 memory_mib: Some(number("memory", memory.get_untracked())?),
                 health_check_path: Some(health.get_untracked()),
-                ..AppSettings::default()
+                stop_grace_seconds: Some(number("stop grace", grace.get_untracked())?),
+                progress_deadline_seconds: Some(number(
+                    "progress deadline",
+                    deadline.get_untracked(),
+                )?),
             };
             settings.validate()?;
             Ok(settings)
@@ -194,7 +469,11 @@ fn Settings(team: Signal<String>, app: App) -> impl IntoView {
                     cpu.set(app.cpu_millis.to_string());
                     memory.set(app.memory_mib.to_string());
                     health.set(app.health_check_path);
+                    grace.set(app.stop_grace_seconds.to_string());
+                    deadline.set(app.progress_deadline_seconds.to_string());
                     saved.set(true);
+                    // A change of port, resources or health check makes a release.
+                    bump(tick);
                 }
                 Err(e) => error.set(Some(e.message)),
             }
@@ -205,10 +484,12 @@ fn Settings(team: Signal<String>, app: App) -> impl IntoView {
         <section aria-labelledby="settings-title">
             <h2 id="settings-title">"Settings"</h2>
             <form class="grid" on:submit=submit data-test="settings">
-                {number_field("port", "Port", "", port, editable)}
+                {number_field("port", "Port", "empty: a worker, not routed", port, editable)}
                 {number_field("replicas", "Replicas", "", replicas, editable)}
                 {number_field("cpu", "CPU", "millicores", cpu, editable)}
                 {number_field("memory", "Memory", "MiB", memory, editable)}
+                {number_field("stop-grace", "Stop grace", "seconds from SIGTERM to SIGKILL", grace, editable)}
+                {number_field("progress-deadline", "Progress deadline", "seconds a rollout may go without progress", deadline, editable)}
                 <div class="field wide">
                     <label for="health">"Health check path"</label>
                     <input
@@ -233,7 +514,7 @@ fn Settings(team: Signal<String>, app: App) -> impl IntoView {
 }
 
 #[component]
-fn Config(team: Signal<String>, name: Signal<String>) -> impl IntoView {
+fn Config(team: Signal<String>, name: Signal<String>, tick: RwSignal<u32>) -> impl IntoView {
     let session = use_session();
     let editable = move || session.can(&team.get(), Permission::WriteApps);
     let vars = LocalResource::new(move || {
@@ -246,7 +527,11 @@ fn Config(team: Signal<String>, name: Signal<String>) -> impl IntoView {
         spawn_local(async move {
             let body = PatchConfig { vars: changes };
             match api::patch_config(&team.get_untracked(), &name.get_untracked(), &body).await {
-                Ok(_) => vars.refetch(),
+                Ok(_) => {
+                    vars.refetch();
+                    // A config change makes a release (once the app has been deployed).
+                    bump(tick);
+                }
                 Err(e) => error.set(Some(e.message)),
             }
         });
@@ -373,5 +658,97 @@ fn Danger(team: Signal<String>, app: App) -> impl IntoView {
                 <ErrorBox message=error/>
             </section>
         </Show>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gantry_common::releases::ReleaseStatus;
+
+    use super::*;
+
+    fn rollout(status: ReleaseStatus) -> RolloutView {
+        RolloutView {
+            release: 3,
+            status,
+            reason: None,
+            from: Some(2),
+            desired: 3,
+            ready: 2,
+            old: 1,
+            deadline_at: Some("2026-11-28T10:36:02.5Z".into()),
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_rollout_under_way_shows_its_progress_and_deadline() {
+        assert_eq!(
+            rollout_text(&rollout(ReleaseStatus::RollingOut)),
+            "Rolling out v3 (from v2): 2 of 3 new instances ready, 1 old left; \
+             fails at 2026-11-28 10:36:02 UTC without progress"
+        );
+        let first = RolloutView {
+            from: None,
+            desired: 1,
+            ready: 0,
+            old: 0,
+            deadline_at: None,
+            ..rollout(ReleaseStatus::Pending)
+        };
+        assert_eq!(
+            rollout_text(&first),
+            "Rolling out v3: 0 of 1 new instance ready"
+        );
+    }
+
+    #[test]
+    fn a_finished_rollout_shows_its_outcome() {
+        let active = RolloutView {
+            finished_at: Some("2026-11-28T10:31:02Z".into()),
+            ..rollout(ReleaseStatus::Active)
+        };
+        assert_eq!(
+            rollout_text(&active),
+            "v3 active since 2026-11-28 10:31:02 UTC"
+        );
+        let failed = RolloutView {
+            reason: Some("image gantry-hello:9 could not be pulled".into()),
+            ..active
+        };
+        let failed = RolloutView {
+            status: ReleaseStatus::Failed,
+            ..failed
+        };
+        assert_eq!(
+            rollout_text(&failed),
+            "v3 failed: image gantry-hello:9 could not be pulled"
+        );
+    }
+
+    #[test]
+    fn release_rows_show_a_short_digest_and_utc_time() {
+        let row = ReleaseRow {
+            version: 1,
+            status: ReleaseStatus::Superseded,
+            reason: None,
+            image: "gantry-hello:latest".into(),
+            image_digest: Some(format!("sha256:{}", "ab12".repeat(16))),
+            cause: "Deploy gantry-hello:latest".into(),
+            created_by: "alice@example.com".into(),
+            created_at: "2026-11-28T10:31:02.123456Z".into(),
+        };
+        assert_eq!(
+            release_cells(row),
+            [
+                "v1",
+                "gantry-hello:latest (ab12ab12ab12)",
+                "Deploy gantry-hello:latest",
+                "alice@example.com",
+                "2026-11-28 10:31:02",
+                "superseded",
+                "",
+            ]
+        );
     }
 }

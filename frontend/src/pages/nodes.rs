@@ -45,7 +45,7 @@ pub fn Nodes() -> impl IntoView {
                    with Docker run:",
             code: "gantry agent --server URL --token gjt_…".into(),
         };
-        text_table(nodes.get(), "nodes-table", heads, 1, empty)
+        text_table(nodes.get(), "nodes-table", heads, 1, empty, None)
     };
     view! {
         <Frame team=String::new()>
