@@ -20,8 +20,10 @@
 //! - `pool`: one upstream instance: its in-flight count and its idle keep-alive connections.
 //! - `stats`: per-app and per-set counters and the latency histogram behind
 //!   [`Router::app_routes`].
+//! - `idle`: the idle clock of a downstream connection, behind `client_idle_timeout`.
 //! - this file: the public API, the live table and the accept loop with graceful shutdown.
 
+mod idle;
 mod pool;
 mod proxy;
 mod stats;
@@ -39,11 +41,12 @@ use gantry_common::routes::{AppRoutes, RouteEndpoint, RouteSet};
 use http::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use idle::{Gated, IdleClock, Timer};
 use pool::Upstream;
 use table::{AppEntry, Picked, Table};
 
@@ -145,6 +148,23 @@ impl std::fmt::Debug for Router {
     }
 }
 
+/// What the requests of one downstream connection share.
+pub(crate) struct Downstream {
+    pub(crate) router: Arc<Router>,
+    /// The client's address as an `X-Forwarded-For` value, formatted once per connection.
+    pub(crate) client_ip: HeaderValue,
+    /// Marked busy by each request and idle again when its response ends (`ProxyBody`).
+    pub(crate) idle: IdleClock,
+}
+
+/// Why a downstream connection ends other than by its client.
+enum Event {
+    /// The router is shutting down: finish what is in flight.
+    Stop,
+    /// No request for `client_idle_timeout`.
+    Idle,
+}
+
 /// What the table says about a request's host.
 pub(crate) enum Route {
     Unknown,
@@ -160,18 +180,12 @@ impl Router {
             .trim_end_matches('.')
             .to_ascii_lowercase();
         let mut server = http1::Builder::new();
-        // In hyper 1.12 the header read timer is armed whenever the connection starts reading
-        // a request head (`Conn::poll_read_head`), and after a response completes on a
-        // keep-alive connection `State::idle` sets `notify_read` precisely so that the next
-        // read (and so the timer) starts at once. So one setting bounds both a slow client
-        // sending headers and a kept-alive connection waiting for its next request: exactly
-        // the idle timeout. It does not run while a request is being served (the connection is
-        // not reading a head then), so slow responses and long bodies are not cut. It costs a
-        // boxed `Sleep` per request: hyper drops the timer after each head it parses.
-        server
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.client_idle_timeout)
-            .keep_alive(true);
+        // hyper's header read timeout would bound what `client_idle_timeout` bounds (from the end
+        // of a response, or the accept, to the end of the next request head), but it allocates
+        // and registers a timer for every request; `serve_connection` keeps one per connection
+        // instead (see `idle`). Turned off explicitly: hyper's default (30 s) needs a timer and
+        // would log a warning per connection without one.
+        server.header_read_timeout(None).keep_alive(true);
         Arc::new(Router {
             config,
             domain,
@@ -394,30 +408,67 @@ impl Router {
         mut stop: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
-        // Formatted once per connection rather than per request.
-        let client_ip = HeaderValue::try_from(peer.ip().to_canonical().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        let downstream = Arc::new((self.clone(), client_ip));
-        let service = service_fn(move |req| {
-            let downstream = downstream.clone();
-            async move {
-                let (router, client_ip) = &*downstream;
-                Ok::<_, std::convert::Infallible>(proxy::handle(router, req, client_ip).await)
-            }
+        let accepted = Instant::now();
+        let idle_timeout = self.config.client_idle_timeout;
+        let downstream = Arc::new(Downstream {
+            router: self.clone(),
+            // Formatted once per connection rather than per request.
+            client_ip: HeaderValue::try_from(peer.ip().to_canonical().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            idle: IdleClock::new(accepted),
         });
+        let service = {
+            let downstream = downstream.clone();
+            service_fn(move |req| {
+                let downstream = downstream.clone();
+                async move {
+                    downstream.idle.busy();
+                    let mut res =
+                        proxy::handle(&downstream.router, req, &downstream.client_ip).await;
+                    // The body marks the connection idle when it ends, with this reference.
+                    res.body_mut().mark_idle_at_end(downstream);
+                    Ok::<_, std::convert::Infallible>(res)
+                }
+            })
+        };
         let conn = self
             .server
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         tokio::pin!(conn);
+        // What may end the connection besides the client: shutdown, or idling too long.
+        let events = Gated::new(async {
+            let timer = tokio::time::sleep_until((accepted + idle_timeout).into());
+            tokio::pin!(timer);
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|stop| *stop) => return Event::Stop,
+                    () = &mut timer => {
+                        match downstream.idle.on_timer(Instant::now(), idle_timeout) {
+                            Timer::RearmAt(deadline) => timer.as_mut().reset(deadline.into()),
+                            Timer::Expired => return Event::Idle,
+                        }
+                    }
+                }
+            }
+        });
+        tokio::pin!(events);
         tokio::select! {
+            biased;
             ended = conn.as_mut() => {
                 if let Err(err) = ended {
                     tracing::debug!(client.addr = %peer, error = %err, "client connection ended with an error");
                 }
                 return;
             }
-            _ = stop.wait_for(|stop| *stop) => {}
+            event = events => match event {
+                Event::Stop => {}
+                Event::Idle => {
+                    // As hyper's header read timeout did: closed without an answer.
+                    tracing::debug!(client.addr = %peer, "client connection idle too long; closed");
+                    return;
+                }
+            },
         }
         conn.as_mut().graceful_shutdown();
         if tokio::time::timeout(SHUTDOWN_GRACE, conn).await.is_err() {
@@ -443,5 +494,167 @@ async fn sweep(router: Weak<Router>, mut stop: watch::Receiver<bool>) {
         for upstream in router.table.load().upstreams() {
             upstream.sweep(now, router.config.upstream_idle_timeout);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `client_idle_timeout` over real sockets: what it closes and what it must not cut.
+
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const IDLE: Duration = Duration::from_millis(300);
+    const HOST: &str = "hello.acme.localhost";
+
+    /// A keep-alive upstream that answers `ok` to every request head, after 2 × `IDLE` for
+    /// `/slow`.
+    async fn upstream() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    while let Some(head) = read_head(&mut stream, &mut buf).await {
+                        if head.starts_with("GET /slow ") {
+                            tokio::time::sleep(2 * IDLE).await;
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// The next request or response head on `stream` (bodies are not expected), or `None` at
+    /// the end of the stream.
+    async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+                buf.drain(..end + 4);
+                return Some(head);
+            }
+            let mut chunk = [0u8; 1024];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// A router for `hello.acme` in front of [`upstream`], with `IDLE` as the idle timeout.
+    async fn router() -> SocketAddr {
+        let router = Router::new(RouterConfig {
+            client_idle_timeout: IDLE,
+            ..RouterConfig::default()
+        });
+        router.update(RouteSpec {
+            apps: vec![AppSpec {
+                app_id: Uuid::from_u128(1),
+                team: "acme".into(),
+                app: "hello".into(),
+                sets: vec![SetSpec {
+                    release_id: Uuid::from_u128(2),
+                    version: 1,
+                    weight: None,
+                    endpoints: vec![EndpointSpec {
+                        instance: Uuid::from_u128(3),
+                        addr: upstream().await,
+                    }],
+                }],
+            }],
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(router.serve(listener, std::future::pending()));
+        addr
+    }
+
+    /// Sends `GET path` and reads the answer: its status line and body.
+    async fn get(stream: &mut TcpStream, path: &str) -> (String, String) {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let head = tokio::time::timeout(Duration::from_secs(5), read_head(stream, &mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("an answer before the connection closed");
+        let mut body = [0u8; 2];
+        let have = buf.len().min(2);
+        body[..have].copy_from_slice(&buf[..have]);
+        if have < 2 {
+            stream.read_exact(&mut body[have..]).await.unwrap();
+        }
+        let status = head.lines().next().unwrap_or_default().to_owned();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// How long until the router closes `stream`, sending nothing more; at most 5 s.
+    async fn time_to_close(stream: &mut TcpStream) -> Duration {
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest));
+        let _ = read.await.expect("closed within 5 s");
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+        started.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_idle_for_the_timeout_is_closed() {
+        let addr = router().await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(get(&mut client, "/").await.1, "ok");
+        }
+        let waited = time_to_close(&mut client).await;
+        assert!(waited >= IDLE - Duration::from_millis(50), "{waited:?}");
+        assert!(waited < IDLE * 4, "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_request_slower_than_the_idle_timeout_is_not_cut() {
+        let addr = router().await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (status, body) = get(&mut client, "/slow").await;
+        assert!(status.starts_with("HTTP/1.1 200 "), "{status}");
+        assert_eq!(body, "ok");
+        // The idle time starts again after the answer: the connection is still there.
+        tokio::time::sleep(IDLE / 2).await;
+        assert_eq!(get(&mut client, "/").await.1, "ok");
+    }
+
+    #[tokio::test]
+    async fn a_head_sent_too_slowly_is_cut_at_the_idle_timeout() {
+        let addr = router().await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        // Header lines well within the timeout of each other, but the head never ends.
+        let mut closed = false;
+        for _ in 0..40 {
+            tokio::time::sleep(IDLE / 6).await;
+            if client.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                closed = true;
+                break;
+            }
+            let mut byte = [0u8; 1];
+            if let Ok(read) =
+                tokio::time::timeout(Duration::from_millis(1), client.read(&mut byte)).await
+            {
+                assert!(!matches!(read, Ok(n) if n > 0), "no answer to half a head");
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed, "still open after {:?}", started.elapsed());
+        let waited = started.elapsed();
+        assert!(waited >= IDLE - Duration::from_millis(50), "{waited:?}");
+        assert!(waited < IDLE * 4, "{waited:?}");
     }
 }

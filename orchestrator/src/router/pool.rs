@@ -154,7 +154,15 @@ impl Upstream {
 }
 
 fn expire(idle: &mut Vec<Idle>, now: Instant, max_idle: Duration) {
-    let stale = idle.partition_point(|conn| now.saturating_duration_since(conn.since) > max_idle);
+    // Runs on every `put_idle`: the usual answer, "the oldest is fresh, so all are", takes one
+    // comparison instead of a binary search with a clock subtraction per step.
+    let Some(cutoff) = now.checked_sub(max_idle) else {
+        return;
+    };
+    if idle.first().is_none_or(|oldest| oldest.since >= cutoff) {
+        return;
+    }
+    let stale = idle.partition_point(|conn| conn.since < cutoff);
     idle.drain(..stale);
 }
 

@@ -8,13 +8,13 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{
-    HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, EXPECT, HOST,
+    Entry, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, EXPECT, HOST,
     PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RETRY_AFTER, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 
 use super::pool::{self, ConnectError, Sender};
 use super::table::{app_key, AppEntry, Picked};
-use super::{Route, Router};
+use super::{Downstream, Route, Router};
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -329,19 +329,22 @@ pub(crate) fn set_forwarded(
     client_ip: &HeaderValue,
     host: Option<HeaderValue>,
 ) {
-    let forwarded_for = match headers.get(X_FORWARDED_FOR) {
-        None => client_ip.clone(),
-        Some(_) => {
+    // One hash and probe of the name whether or not the client sent one.
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(slot) => {
+            slot.insert(client_ip.clone());
+        }
+        Entry::Occupied(mut prior) => {
             let mut joined = Vec::with_capacity(64);
-            for prior in headers.get_all(X_FORWARDED_FOR) {
-                joined.extend_from_slice(prior.as_bytes());
+            for value in prior.iter() {
+                joined.extend_from_slice(value.as_bytes());
                 joined.extend_from_slice(b", ");
             }
             joined.extend_from_slice(client_ip.as_bytes());
-            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone())
+            // Replaces every prior line with the one joined value.
+            prior.insert(HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone()));
         }
-    };
-    headers.insert(X_FORWARDED_FOR, forwarded_for);
+    }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
@@ -501,9 +504,18 @@ pub(crate) fn escape_html(text: &str) -> String {
 }
 
 /// The body of every response the router sends: the upstream's, streamed, or one of its own.
-#[derive(Debug)]
 pub(crate) struct ProxyBody {
     kind: Kind,
+    /// The connection it is sent on, marked idle when the body ends (see `idle`).
+    downstream: Option<Arc<Downstream>>,
+}
+
+impl std::fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyBody")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -527,11 +539,11 @@ struct Finish {
 }
 
 impl Finish {
-    fn run(self, reusable: bool) {
+    fn run(self, reusable: bool, now: Instant) {
         if reusable {
             self.picked
                 .upstream()
-                .put_idle(self.sender, Instant::now(), self.max_idle);
+                .put_idle(self.sender, now, self.max_idle);
         }
         drop(self.picked);
     }
@@ -541,12 +553,14 @@ impl ProxyBody {
     fn full(bytes: Bytes) -> Self {
         Self {
             kind: Kind::Full(Some(bytes)),
+            downstream: None,
         }
     }
 
     fn empty() -> Self {
         Self {
             kind: Kind::Full(None),
+            downstream: None,
         }
     }
 
@@ -560,6 +574,32 @@ impl ProxyBody {
                     max_idle,
                 }),
             },
+            downstream: None,
+        }
+    }
+
+    /// Has the body mark `downstream`'s connection idle when it ends or is dropped.
+    pub(crate) fn mark_idle_at_end(&mut self, downstream: Arc<Downstream>) {
+        self.downstream = Some(downstream);
+    }
+
+    /// The body ended (`reusable`: read to its end) or is being dropped: the upstream
+    /// connection goes back to its pool or away, the request stops counting as in flight, and
+    /// the downstream connection starts idling. One clock read for all of it.
+    fn end(&mut self, reusable: bool) {
+        let finish = match &mut self.kind {
+            Kind::Upstream { done, .. } => done.take(),
+            Kind::Full(_) => None,
+        };
+        if finish.is_none() && self.downstream.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(finish) = finish {
+            finish.run(reusable, now);
+        }
+        if let Some(downstream) = self.downstream.take() {
+            downstream.idle.idle(now);
         }
     }
 }
@@ -572,9 +612,10 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { body, done } => {
+            Kind::Upstream { body, .. } => {
                 let frame = std::task::ready!(Pin::new(&mut *body).poll_frame(cx));
                 let ended = match &frame {
                     None => Some(true),
@@ -582,9 +623,7 @@ impl Body for ProxyBody {
                     Some(Err(_)) => Some(false),
                 };
                 if let Some(reusable) = ended {
-                    if let Some(finish) = done.take() {
-                        finish.run(reusable);
-                    }
+                    this.end(reusable);
                 }
                 Poll::Ready(frame)
             }
@@ -611,11 +650,11 @@ impl Drop for ProxyBody {
         // hyper stops polling a body that reports its end (say `Content-Length: 0`) and drops
         // it; any other body dropped early means the client went away mid-response, and that
         // connection cannot be reused.
-        if let Kind::Upstream { body, done } = &mut self.kind {
-            if let Some(finish) = done.take() {
-                finish.run(body.is_end_stream());
-            }
-        }
+        let reusable = match &self.kind {
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Full(_) => true,
+        };
+        self.end(reusable);
     }
 }
 
