@@ -301,6 +301,26 @@ impl Admin {
         .map(drop)
     }
 
+    /// Waits until `n` nodes are ready.
+    pub async fn wait_nodes_ready(&self, n: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let nodes = self.nodes().await?;
+            if nodes
+                .iter()
+                .filter(|node| node["status"] == "ready")
+                .count()
+                == n
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{n} nodes never became ready: {nodes:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until release `version` of the app has `status`; returns it.
     pub async fn wait_release(
         &self,

@@ -9,10 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use gantry_e2e::cluster::{
-    self, containers, docker, kill9, start_agent, start_server, Admin, DockerCleanup, CONVERGE,
-    IMAGE,
+    self, containers, docker, kill9, start_agent, start_server, Admin, DockerCleanup, IMAGE,
 };
 use gantry_e2e::{data_dir, free_port, start_postgres, StopPostgresOnDrop};
 use serde_json::{json, Value};
@@ -69,18 +68,7 @@ async fn three_nodes_spread_scale_fail_drain_and_survive_a_server_crash() -> any
             dir.path(),
         )?);
     }
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        let nodes = admin.nodes().await?;
-        let ready_nodes = nodes.iter().filter(|n| n["status"] == "ready").count();
-        if ready_nodes == 3 {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("3 nodes never became ready: {nodes:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    admin.wait_nodes_ready(3).await?;
 
     // Deploy 3 replicas: one per node, each answering on its published port.
     admin

@@ -110,21 +110,6 @@ async fn router_answers(
     }
 }
 
-async fn wait_nodes_ready(admin: &Admin, n: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        let nodes = admin.nodes().await?;
-        if nodes.iter().filter(|n| n["status"] == "ready").count() == n {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "{n} nodes never became ready: {nodes:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Waits for an agent process to exit by itself; returns its output.
 async fn agent_exits(agent: Running) -> anyhow::Result<String> {
     let (code, output) = agent.exit(CONVERGE).await?;
@@ -164,7 +149,7 @@ async fn zero_downtime_rollouts_failures_rollback_a_crash_mid_rollout_and_node_c
             dir.path(),
         )?);
     }
-    wait_nodes_ready(&admin, 2).await?;
+    admin.wait_nodes_ready(2).await?;
 
     let apps = format!("/api/v1/teams/{}/apps", admin.team);
     let hello = format!("{apps}/hello");

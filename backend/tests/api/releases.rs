@@ -16,6 +16,13 @@ use crate::support::{error_code, TestApp, TestUser};
 
 const SECRET: &str = "s3cret-value-never-shown";
 
+/// GET `path` and its JSON body, asserting a 200.
+async fn get_json(user: &TestUser, path: &str) -> Value {
+    let res = user.get(path).await;
+    assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+    res.json().await.unwrap()
+}
+
 async fn releases(user: &TestUser, app: &str) -> Vec<Value> {
     let res = user.get(&format!("{app}/releases")).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -120,24 +127,15 @@ async fn deploys_config_and_settings_changes_are_releases_and_scaling_is_not() {
             "{path} shows a config value: {body}"
         );
     }
-    let v1: Value = alice
-        .get(&format!("{web}/releases/1"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v1: Value = get_json(&alice, &format!("{web}/releases/1")).await;
     assert_eq!(v1["cause"], "Deploy gantry-hello:1");
     let res = alice.get(&format!("{web}/releases/9")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let res = alice.get(&format!("{web}/releases/v1")).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     // Pages, newest first.
-    let page: Vec<Value> = alice
-        .get(&format!("{web}/releases?limit=1&before=3"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(&alice, &format!("{web}/releases?limit=1&before=3")).await;
+    let page = page.as_array().unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0]["version"], 2);
     let res = alice.get(&format!("{web}/releases?limit=0")).await;
@@ -253,12 +251,7 @@ async fn a_rolling_deploy_surges_one_takes_old_ones_out_of_the_route_before_stop
                 })
             })
             .await;
-        let v2: Value = admin
-            .get(&format!("{web}/releases/2"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let v2: Value = get_json(&admin, &format!("{web}/releases/2")).await;
         if v2["status"] == "active" && gone.len() == 3 && running.len() == 3 && desired.len() == 3 {
             assert!(running.iter().all(|d| d.release == 2));
             break;
@@ -268,20 +261,10 @@ async fn a_rolling_deploy_surges_one_takes_old_ones_out_of_the_route_before_stop
             "the rollout did not finish: {v2:#}"
         );
     }
-    let v1: Value = admin
-        .get(&format!("{web}/releases/1"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v1: Value = get_json(&admin, &format!("{web}/releases/1")).await;
     assert_eq!(v1["status"], "superseded");
     assert_eq!(v1["reason"], "superseded by v2");
-    let rollout: Value = admin
-        .get(&format!("{web}/rollout"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rollout: Value = get_json(&admin, &format!("{web}/rollout")).await;
     assert_eq!(rollout["release"], 2);
     assert_eq!(rollout["from"], 1);
     assert_eq!(rollout["status"], "active");
@@ -325,12 +308,7 @@ async fn a_crash_looping_release_fails_at_once_and_the_previous_keeps_serving() 
         .await;
     let running: HashSet<Uuid> = desired.iter().filter(|d| !d.stop).map(|d| d.id).collect();
     assert_eq!(running, v1.iter().map(|d| d.id).collect());
-    let v1_now: Value = admin
-        .get(&format!("{web}/releases/1"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v1_now: Value = get_json(&admin, &format!("{web}/releases/1")).await;
     assert_eq!(v1_now["status"], "active");
 }
 
@@ -368,12 +346,7 @@ async fn a_release_that_never_becomes_ready_fails_at_the_progress_deadline_with_
             })
         })
         .await;
-    let rollout: Value = admin
-        .get(&format!("{web}/rollout"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rollout: Value = get_json(&admin, &format!("{web}/rollout")).await;
     assert_eq!(rollout["status"], "rolling_out", "{rollout:#}");
     assert!(rollout["deadline_at"].is_string(), "{rollout:#}");
     let failed = release_until(&admin, &web, 2, "failed", Duration::from_secs(20)).await;
@@ -419,12 +392,7 @@ async fn rollback_makes_a_release_from_an_old_one_and_restores_its_config() {
     assert_eq!(v3["config_keys"], json!(["GREETING"]));
     assert_eq!(v3["image"], "gantry-hello:1");
     // The app's config is v1's again (values included), and the rollback is audited without them.
-    let config: Value = admin
-        .get(&format!("{web}/config"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let config: Value = get_json(&admin, &format!("{web}/config")).await;
     assert_eq!(
         config["vars"],
         json!([{"key": "GREETING", "value": SECRET}])
@@ -454,12 +422,7 @@ async fn rollback_makes_a_release_from_an_old_one_and_restores_its_config() {
     let v4: Value = res.json().await.unwrap();
     assert_eq!(v4["rollback_of"], 2);
     assert_eq!(v4["config_keys"], json!(["NEW"]));
-    let v3_now: Value = admin
-        .get(&format!("{web}/releases/3"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v3_now: Value = get_json(&admin, &format!("{web}/releases/3")).await;
     assert_eq!(v3_now["status"], "superseded", "v4 replaced v3 mid-rollout");
     let before = app.count("releases").await;
     let res = admin
@@ -525,12 +488,7 @@ async fn the_route_table_shows_sets_weights_and_endpoints_and_workers_have_none(
     let (_agent, web, v1) = serving_v1(&app, &admin, 2).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     let routes = loop {
-        let routes: Value = admin
-            .get(&format!("{web}/routes"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let routes: Value = get_json(&admin, &format!("{web}/routes")).await;
         if routes["sets"][0]["endpoints"].as_array().map(Vec::len) == Some(2) {
             break routes;
         }
