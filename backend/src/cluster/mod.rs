@@ -292,7 +292,8 @@ impl Cluster for EmbeddedCluster {
                                ORDER BY i.created_at)
                         FILTER (WHERE i.desired = 'run'
                                 AND i.state IN ('crash_loop', 'image_pull_error')))[1] AS failing,
-                    (array_agg(coalesce(i.reason, i.state) ORDER BY i.created_at)
+                    (array_agg(coalesce(i.reason, i.state)
+                               ORDER BY i.reason IS NULL, i.created_at)
                         FILTER (WHERE i.desired = 'run' AND i.state <> 'ready'))[1] AS waiting
              FROM release_sets s
              LEFT JOIN instances i ON i.release_id = s.release_id

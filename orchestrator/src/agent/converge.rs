@@ -238,6 +238,7 @@ impl<R: ContainerRuntime> Converger<R> {
                 t.ever_ready = false;
                 t.probe_failures = 0;
                 t.running_since = None;
+                t.replaced_because = Some(why);
                 // A fresh container is created once this one is gone (the plan waits for it).
                 self.stop_beside(container, grace);
                 None
@@ -384,6 +385,7 @@ impl<R: ContainerRuntime> Converger<R> {
                     t.ever_ready = true;
                     t.probe_failures = 0;
                     t.probe_error = None;
+                    t.replaced_because = None;
                 }
                 Err(why) => {
                     t.probe_failures += 1;

@@ -42,6 +42,9 @@ pub struct Tracked {
     pub ever_ready: bool,
     /// What the last failed health probe saw, shown while the instance is not ready.
     pub probe_error: Option<String>,
+    /// Why its last container was replaced, shown until the new one is ready (so the reason an
+    /// instance never becomes ready outlives each fresh attempt).
+    pub replaced_because: Option<String>,
     pub probe_failures: u32,
 }
 
@@ -263,20 +266,29 @@ pub fn observed_state(
     tracked: &Tracked,
     now: Instant,
 ) -> (InstanceState, Option<String>) {
+    let replaced = || {
+        tracked
+            .replaced_because
+            .as_ref()
+            .map(|why| format!("replaced: {why}"))
+    };
     match container.map(|c| c.status) {
         None => match &tracked.error {
             Some(CreateError::ImagePull(message)) => {
                 (InstanceState::ImagePullError, Some(message.clone()))
             }
             Some(CreateError::Engine(message)) => (InstanceState::Creating, Some(message.clone())),
-            None => (InstanceState::Creating, None),
+            None => (InstanceState::Creating, replaced()),
         },
         Some(ContainerStatus::Created) => match &tracked.error {
             Some(CreateError::Engine(message)) => (InstanceState::Creating, Some(message.clone())),
-            _ => (InstanceState::Creating, None),
+            _ => (InstanceState::Creating, replaced()),
         },
         Some(ContainerStatus::Running) if tracked.ready => (InstanceState::Ready, None),
-        Some(ContainerStatus::Running) => (InstanceState::Running, tracked.probe_error.clone()),
+        Some(ContainerStatus::Running) => (
+            InstanceState::Running,
+            tracked.probe_error.clone().or_else(replaced),
+        ),
         Some(ContainerStatus::Exited { code }) => {
             let wait = tracked
                 .retry_at
@@ -530,6 +542,30 @@ pub(crate) mod tests {
                 grace: Duration::from_secs(30),
                 why: "not ready within 300 s of starting (GET /healthz: 503)".into(),
             }]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn why_an_instance_was_replaced_is_shown_until_its_new_container_is_ready() {
+        let now = Instant::now();
+        let t = Tracked {
+            replaced_because: Some("not ready within 8 s of starting (GET /nope: 404)".into()),
+            ..Tracked::default()
+        };
+        let (state, reason) = observed_state(None, &t, now);
+        assert_eq!(state, InstanceState::Creating);
+        assert_eq!(
+            reason.as_deref(),
+            Some("replaced: not ready within 8 s of starting (GET /nope: 404)")
+        );
+        let running = container("a", Some(1), ContainerStatus::Running);
+        let (state, reason) = observed_state(Some(&running), &t, now);
+        assert_eq!(state, InstanceState::Running);
+        assert!(reason.unwrap().starts_with("replaced: "));
+        let ready = Tracked { ready: true, ..t };
+        assert_eq!(
+            observed_state(Some(&running), &ready, now),
+            (InstanceState::Ready, None)
         );
     }
 
