@@ -105,6 +105,9 @@ async fn up(mut args: ServerArgs, data: &DataDir) -> anyhow::Result<()> {
     if args.secret_key.is_none() {
         args.secret_key = Some(load_or_create_secret_key(data_dir)?);
     }
+    if args.registry_dir.is_none() {
+        args.registry_dir = Some(data_dir.join("registry"));
+    }
     let embedded = if args.database_url.is_none() {
         let pg = data.postgres()?;
         pg.ensure_started(false).await?;

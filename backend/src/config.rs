@@ -2,6 +2,7 @@
 //! Secrets are held as `SecretString`/[`SecretKey`] so they never appear in logs or `Debug`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -54,6 +55,15 @@ pub struct ServerArgs {
     /// browsers and curl without any DNS set-up.
     #[arg(long, env = "GANTRY_APPS_DOMAIN", default_value = "localhost")]
     pub apps_domain: String,
+
+    /// Where the registry keeps image layers (default: `registry/` in the data directory,
+    /// `.gantry/registry` for `gantry server`).
+    #[arg(long, env = "GANTRY_REGISTRY_DIR")]
+    pub registry_dir: Option<PathBuf>,
+
+    /// The largest blob (image layer) the registry accepts, in MiB.
+    #[arg(long, env = "GANTRY_REGISTRY_MAX_BLOB_MIB", default_value_t = 10 * 1024)]
+    pub registry_max_blob_mib: u64,
 }
 
 /// The server's configuration once checked.
@@ -71,6 +81,9 @@ pub struct Config {
     pub router_listen: SocketAddr,
     /// Lower case, without a trailing dot.
     pub apps_domain: String,
+    /// The registry's blobs and uploads (created at the first push).
+    pub registry_dir: PathBuf,
+    pub registry_max_blob_bytes: u64,
 }
 
 impl Config {
@@ -102,6 +115,10 @@ impl Config {
             node_timeout: Duration::from_secs(args.node_timeout),
             router_listen: args.router_listen,
             apps_domain: parse_apps_domain(&args.apps_domain)?,
+            registry_dir: args
+                .registry_dir
+                .unwrap_or_else(|| PathBuf::from(".gantry/registry")),
+            registry_max_blob_bytes: args.registry_max_blob_mib.saturating_mul(1024 * 1024),
         })
     }
 }

@@ -14,6 +14,7 @@
 //! - [`cluster`]: the embedded cluster, the default `Cluster`: the agent websocket, the hub of
 //!   connected agents, and the reconciler (placement, node failure, drains, taking instances out
 //!   of the route before they stop) over Postgres.
+//! - [`registry`]: the built-in OCI registry at `/v2/` (`docker push`/`pull`, team-scoped).
 //! - [`audit`]: recording who did what in a team.
 //! - [`crypto`]: sealing config var values at rest.
 //! - [`dashboard`]: server-side rendering of the Leptos dashboard and its embedded assets.
@@ -34,6 +35,7 @@ pub mod dashboard;
 pub mod embedded_pg;
 pub mod error;
 pub mod extract;
+pub mod registry;
 pub mod releases;
 pub mod rollouts;
 pub mod routes;

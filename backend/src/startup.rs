@@ -102,6 +102,10 @@ impl Application {
             apps_domain: config.apps_domain.clone(),
             router_port: app_port,
             listen: addr,
+            registry: crate::registry::Registry::new(
+                config.registry_dir.clone(),
+                config.registry_max_blob_bytes,
+            ),
             rollouts: Notify::new(),
             routes: Notify::new(),
         }));
@@ -140,7 +144,12 @@ impl Application {
             .layer(middleware::from_fn_with_state(state.clone(), origin::guard))
             .layer(sessions)
             .layer(middleware::from_fn(json_errors))
-            .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+            .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
+        // The registry answers in the distribution spec's own terms: no sessions, no origin
+        // check (docker sends no cookies), its own error bodies and body limits.
+        let router = crate::registry::router()
+            .with_state(state.clone())
+            .merge(router)
             .layer(TraceLayer::new_for_http());
 
         Ok(Self {

@@ -44,6 +44,8 @@ pub struct App {
     pub router_port: u16,
     /// Where the API (and the agents' websocket) listens.
     pub listen: std::net::SocketAddr,
+    /// The built-in OCI registry (`/v2/`).
+    pub registry: crate::registry::Registry,
     /// Wakes the rollout controller (a release was made, an app scaled).
     pub rollouts: Notify,
     /// Wakes the route sync (an app was created or deleted, or its port changed).

@@ -22,12 +22,15 @@ pub enum Role {
 /// Something a caller may want to do inside a team.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
-    /// See the team, its members, its apps and the names (not values) of config vars.
+    /// See the team, its members, its apps and the names (not values) of config vars; pull the
+    /// team's images from the registry.
     Read,
     /// Create and change apps, and set their config vars.
     WriteApps,
     /// Read config var values.
     ReadConfigValues,
+    /// Push images to the team's repositories in the registry (a push can deploy).
+    PushImages,
     /// Delete apps.
     DeleteApps,
     /// Add, change and remove members below owner; read the audit log.
@@ -65,7 +68,7 @@ impl Role {
         use Permission::*;
         match permission {
             Read => true,
-            WriteApps | ReadConfigValues => self.rank() >= Role::Member.rank(),
+            WriteApps | ReadConfigValues | PushImages => self.rank() >= Role::Member.rank(),
             DeleteApps | ManageMembers | ReadAudit => self.rank() >= Role::Admin.rank(),
             ManageOwners => self == Role::Owner,
         }
@@ -113,6 +116,7 @@ mod tests {
             (Read, true, true, true, true),
             (WriteApps, true, true, true, false),
             (ReadConfigValues, true, true, true, false),
+            (PushImages, true, true, true, false),
             (DeleteApps, true, true, false, false),
             (ManageMembers, true, true, false, false),
             (ReadAudit, true, true, false, false),

@@ -118,6 +118,8 @@ pub struct Server {
     pub process: Running,
     /// Where the apps' router listens.
     pub router_port: u16,
+    /// The registry's blobs (removed with the server).
+    pub registry_dir: tempfile::TempDir,
 }
 
 /// A `gantry server` with its API on `port` and its router on `router_port`; the same ports
@@ -130,6 +132,10 @@ pub async fn start_server(db_url: &str, port: u16, router_port: u16) -> anyhow::
         .env("GANTRY_LISTEN", format!("127.0.0.1:{port}"))
         .env("GANTRY_ROUTER_LISTEN", format!("127.0.0.1:{router_port}"))
         .env("GANTRY_NODE_TIMEOUT", NODE_TIMEOUT);
+    let registry_dir = tempfile::Builder::new()
+        .prefix("gantry-e2e-registry-")
+        .tempdir()?;
+    cmd.env("GANTRY_REGISTRY_DIR", registry_dir.path());
     let mut process = Running::spawn(cmd)?;
     process
         .wait_for_line("listening on", Duration::from_secs(60))
@@ -143,6 +149,7 @@ pub async fn start_server(db_url: &str, port: u16, router_port: u16) -> anyhow::
     Ok(Server {
         process,
         router_port,
+        registry_dir,
     })
 }
 

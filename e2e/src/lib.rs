@@ -113,6 +113,15 @@ impl Running {
         }
     }
 
+    /// How many lines printed so far contain `needle` (reading what is waiting, without
+    /// blocking).
+    pub fn count_lines(&mut self, needle: &str) -> usize {
+        while let Ok(line) = self.lines.try_recv() {
+            self.output.push(line);
+        }
+        self.output.iter().filter(|l| l.contains(needle)).count()
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<i32> {
         let pid = self.child.id().context("process already reaped")?;

@@ -48,6 +48,9 @@ pub struct Caller {
 pub enum Via {
     Session(Session),
     Token(TokenGrant),
+    /// E-mail and password sent with each request (HTTP Basic, the registry's `docker login`):
+    /// the user's full role in every team, like a session, but no session to act on.
+    Password,
 }
 
 /// What an API token grants: one team, with at most `role` (further capped by the creator's
@@ -64,7 +67,7 @@ impl Caller {
     /// How the audit log names this caller.
     pub fn label(&self) -> String {
         match &self.via {
-            Via::Session(_) => self.user.email.clone(),
+            Via::Session(_) | Via::Password => self.user.email.clone(),
             Via::Token(t) => format!("{} (token {:?})", self.user.email, t.name),
         }
     }
@@ -72,7 +75,7 @@ impl Caller {
     pub fn token(&self) -> Option<&TokenGrant> {
         match &self.via {
             Via::Token(t) => Some(t),
-            Via::Session(_) => None,
+            Via::Session(_) | Via::Password => None,
         }
     }
 
@@ -80,7 +83,7 @@ impl Caller {
     pub fn require_session(&self, what: &str) -> ApiResult<&Session> {
         match &self.via {
             Via::Session(s) => Ok(s),
-            Via::Token(_) => Err(forbidden(format!(
+            Via::Token(_) | Via::Password => Err(forbidden(format!(
                 "API tokens act for one team and cannot {what}; sign in with a session"
             ))),
         }
@@ -159,7 +162,11 @@ async fn from_bearer(value: &str, state: &AppState) -> ApiResult<Caller> {
             "the Authorization header must be `Bearer <API token>`",
         ));
     };
-    let secret = secret.trim();
+    from_token(secret.trim(), state).await
+}
+
+/// The caller an API token secret stands for (also the registry's Basic password).
+pub async fn from_token(secret: &str, state: &AppState) -> ApiResult<Caller> {
     if !tokens::looks_valid(secret) {
         return Err(unauthorized("invalid or revoked API token"));
     }

@@ -12,6 +12,7 @@
 pub mod document;
 
 use std::fmt::Display;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_backend::config::{Config, SecretKey};
@@ -21,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgPool, Postgres, Transaction};
+use tempfile::TempDir;
 use uuid::Uuid;
 
 pub use document::document;
@@ -33,6 +35,8 @@ pub struct TestApp {
     pub db: PgPool,
     /// The server's configuration, for [`TestApp::another_server`].
     config: Config,
+    /// The registry's blobs, removed with the last server of the test.
+    registry_dir: Arc<TempDir>,
 }
 
 fn server_url() -> String {
@@ -69,6 +73,7 @@ impl TestApp {
             .await
             .expect("create test database");
         let url = with_database(&server, &name);
+        let registry_dir = Arc::new(tempfile::tempdir().expect("registry temp dir"));
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: SecretString::from(url),
@@ -81,9 +86,11 @@ impl TestApp {
             node_timeout: Duration::from_secs(20),
             router_listen: "127.0.0.1:0".parse().unwrap(),
             apps_domain: "localhost".into(),
+            registry_dir: registry_dir.path().to_path_buf(),
+            registry_max_blob_bytes: 1 << 30,
         };
         tweak(&mut config);
-        Self::start(config).await
+        Self::start(config, registry_dir).await
     }
 
     /// Another server on this test's database, with the same settings changed by `tweak`: how
@@ -92,10 +99,10 @@ impl TestApp {
     pub async fn another_server(&self, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = self.config.clone();
         tweak(&mut config);
-        Self::start(config).await
+        Self::start(config, self.registry_dir.clone()).await
     }
 
-    async fn start(config: Config) -> Self {
+    async fn start(config: Config, registry_dir: Arc<TempDir>) -> Self {
         let app = Application::build(config.clone())
             .await
             .expect("build application");
@@ -114,7 +121,12 @@ impl TestApp {
             .await
             .expect("the OpenAPI document is JSON");
         document::remember(openapi);
-        TestApp { base, db, config }
+        TestApp {
+            base,
+            db,
+            config,
+            registry_dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
