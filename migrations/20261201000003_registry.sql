@@ -64,3 +64,14 @@ CREATE TABLE registry_uploads (
     started_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
+
+-- A push of this tag to `<team>/<app>` deploys the app (NULL: pushes never deploy).
+ALTER TABLE apps
+    ADD COLUMN deploy_on_push text DEFAULT 'latest'
+        CHECK (deploy_on_push ~ '^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$');
+
+-- Where a release's image comes from: this server's registry (pinned by digest, pulled with
+-- the team's credential) or elsewhere (a public registry, an image built on the node).
+ALTER TABLE releases
+    ADD COLUMN image_source text NOT NULL DEFAULT 'external'
+        CHECK (image_source IN ('registry', 'external'));

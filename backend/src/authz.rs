@@ -132,6 +132,7 @@ pub struct AppRow {
     pub health_check_path: String,
     pub stop_grace_seconds: i32,
     pub progress_deadline_seconds: i32,
+    pub deploy_on_push: Option<String>,
     pub strategy: sqlx::types::Json<Strategy>,
     /// The version of the release that serves.
     pub release: Option<i32>,
@@ -143,7 +144,7 @@ pub struct AppRow {
 
 /// The columns of [`AppRow`], for `SELECT` and `RETURNING` on `apps`.
 pub const APP_COLUMNS: &str = "id, name, port, replicas, cpu_millis, memory_mib, \
-    health_check_path, stop_grace_seconds, progress_deadline_seconds, strategy, \
+    health_check_path, stop_grace_seconds, progress_deadline_seconds, deploy_on_push, strategy, \
     (SELECT r.version FROM releases r WHERE r.app_id = apps.id AND r.status = 'active') \
         AS release, \
     (SELECT r.image FROM releases r WHERE r.app_id = apps.id \
@@ -172,6 +173,7 @@ impl AppRow {
             stop_grace_seconds: self.stop_grace_seconds.max(0) as u32,
             progress_deadline_seconds: self.progress_deadline_seconds.max(0) as u32,
             strategy: self.strategy.0,
+            deploy_on_push: self.deploy_on_push.clone(),
             release: self.release.map(|v| v.max(0) as u32),
             image: self.image.clone(),
             url,

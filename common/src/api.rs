@@ -174,6 +174,10 @@ pub struct App {
     /// A rollout fails when no new instance became ready for this long.
     pub progress_deadline_seconds: u32,
     pub strategy: Strategy,
+    /// A push of this tag to the built-in registry's `<team>/<app>` deploys the app; `null`:
+    /// pushes never deploy.
+    #[serde(default)]
+    pub deploy_on_push: Option<String>,
     /// The release that serves the app, if any.
     pub release: Option<u32>,
     /// The image of the release that serves (or of the newest release while none does yet);
@@ -203,6 +207,8 @@ pub mod app_limits {
     pub const STOP_GRACE_SECONDS: std::ops::RangeInclusive<u32> = 0..=3600;
     pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: u32 = 300;
     pub const PROGRESS_DEADLINE_SECONDS: std::ops::RangeInclusive<u32> = 5..=86_400;
+    /// Pushes of this tag deploy an app, unless its settings say otherwise.
+    pub const DEFAULT_DEPLOY_ON_PUSH: &str = "latest";
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -249,6 +255,15 @@ pub struct AppSettings {
     pub stop_grace_seconds: Option<u32>,
     #[cfg_attr(feature = "openapi", schema(minimum = 5, maximum = 86400))]
     pub progress_deadline_seconds: Option<u32>,
+    /// The tag whose pushes to the built-in registry deploy the app (default `latest`);
+    /// `null` turns deploy on push off.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", example = "latest"))]
+    pub deploy_on_push: Option<Option<String>>,
 }
 
 /// Reads a present field (even `null`) as `Some`, so `{"port": null}` ("no port") differs from
@@ -305,6 +320,13 @@ impl AppSettings {
                     "stop_grace_seconds must be between {} and {}",
                     STOP_GRACE_SECONDS.start(),
                     STOP_GRACE_SECONDS.end()
+                ));
+            }
+        }
+        if let Some(Some(tag)) = &self.deploy_on_push {
+            if !crate::cluster::tag_ok(tag) {
+                return Err(format!(
+                    "deploy_on_push {tag:?} is not a tag: up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
                 ));
             }
         }
@@ -475,8 +497,19 @@ mod tests {
             health_check_path: Some("/healthz?full=1".into()),
             stop_grace_seconds: Some(0),
             progress_deadline_seconds: Some(30),
+            deploy_on_push: Some(Some("v1.2_rc-1".into())),
         };
         assert_eq!(ok.validate(), Ok(()));
+        let off = AppSettings {
+            deploy_on_push: Some(None),
+            ..AppSettings::default()
+        };
+        assert_eq!(off.validate(), Ok(()));
+        let bad_tag = AppSettings {
+            deploy_on_push: Some(Some("-x".into())),
+            ..AppSettings::default()
+        };
+        assert!(bad_tag.validate().unwrap_err().contains("deploy_on_push"));
         let cases = [
             (
                 AppSettings {

@@ -275,6 +275,56 @@ pub struct Instance {
 #[serde(try_from = "String", into = "String")]
 pub struct ImageRef(String);
 
+/// The parts of an image reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageParts<'a> {
+    /// The registry host (`host[:port]`), when the reference names one.
+    pub host: Option<&'a str>,
+    /// The repository path after the host, e.g. `acme/hello` or `nginx`.
+    pub path: &'a str,
+    pub tag: Option<&'a str>,
+    pub digest: Option<&'a str>,
+}
+
+impl<'a> ImageParts<'a> {
+    fn split(s: &'a str) -> Self {
+        let (rest, digest) = match s.split_once('@') {
+            Some((rest, digest)) => (rest, Some(digest)),
+            None => (s, None),
+        };
+        // A tag follows the last ':' after the last '/' (a ':' before it is a registry port).
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+            None => (rest, None),
+        };
+        let first = name.split('/').next().unwrap_or_default();
+        let has_registry =
+            name.contains('/') && (first.contains(['.', ':']) || first == "localhost");
+        let (host, path) = if has_registry {
+            (Some(first), &name[first.len() + 1..])
+        } else {
+            (None, name)
+        };
+        Self {
+            host,
+            path,
+            tag,
+            digest,
+        }
+    }
+}
+
+/// A tag: up to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`.
+pub fn tag_ok(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && !tag.starts_with(['.', '-'])
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 impl ImageRef {
     pub const MAX_LEN: usize = 255;
 
@@ -286,11 +336,8 @@ impl ImageRef {
         if s.len() > Self::MAX_LEN {
             return bad("it is longer than 255 characters");
         }
-        let (rest, digest) = match s.split_once('@') {
-            Some((rest, digest)) => (rest, Some(digest)),
-            None => (s, None),
-        };
-        if let Some(digest) = digest {
+        let parts = ImageParts::split(s);
+        if let Some(digest) = parts.digest {
             let valid = digest.split_once(':').is_some_and(|(algo, hex)| {
                 !algo.is_empty()
                     && algo.chars().all(|c| c.is_ascii_alphanumeric())
@@ -301,29 +348,23 @@ impl ImageRef {
                 return bad("the digest must look like sha256:<hex>");
             }
         }
-        // A tag follows the last ':' after the last '/' (a ':' before it is a registry port).
-        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
-            None => (rest, None),
-        };
-        if let Some(tag) = tag {
-            let valid = !tag.is_empty()
-                && tag.len() <= 128
-                && !tag.starts_with(['.', '-'])
-                && tag
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-            if !valid {
+        if let Some(tag) = parts.tag {
+            if !tag_ok(tag) {
                 return bad("a tag is up to 128 letters, digits, '_', '.' or '-'");
             }
         }
-        let mut components = name.split('/').peekable();
-        let first = components.peek().copied().unwrap_or_default();
-        let has_registry =
-            name.contains('/') && (first.contains(['.', ':']) || first == "localhost");
-        if has_registry {
-            let host = components.next().unwrap_or_default();
+        // Docker resolves these as an image id on the node, whoever's image it is.
+        let hex = |t: &str| t.chars().all(|c| c.is_ascii_hexdigit());
+        let local_id = parts.host.is_none()
+            && parts.digest.is_none()
+            && ((parts.path == "sha256" && parts.tag.is_some_and(hex))
+                || (parts.tag.is_none() && hex(parts.path)));
+        if local_id {
+            return bad(
+                "it names a local image id; name the image by repository (and tag or @digest)",
+            );
+        }
+        if let Some(host) = parts.host {
             let valid = host
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
@@ -332,7 +373,7 @@ impl ImageRef {
                 return bad("the registry host is not a host name or host:port");
             }
         }
-        for component in components {
+        for component in parts.path.split('/') {
             let valid = !component.is_empty()
                 && component.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
                 && component.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -348,6 +389,10 @@ impl ImageRef {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    pub fn parts(&self) -> ImageParts<'_> {
+        ImageParts::split(&self.0)
     }
 }
 
@@ -402,10 +447,50 @@ mod tests {
             "$(id)",
             "app@sha256:xyz",
             "-app",
+            // Local image ids: the engine would run whichever image has it.
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "ef7ca592331d",
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(ImageRef::parse(&"a".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn image_refs_split_into_host_path_tag_and_digest() {
+        let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let cases = [
+            ("hello", None, "hello", None, None),
+            (
+                "127.0.0.1:5000/acme/web:v1",
+                Some("127.0.0.1:5000"),
+                "acme/web",
+                Some("v1"),
+                None,
+            ),
+            ("localhost/app", Some("localhost"), "app", None, None),
+            ("acme/web:v1", None, "acme/web", Some("v1"), None),
+        ];
+        for (image, host, path, tag, digest) in cases {
+            let parsed = ImageRef::parse(image).unwrap();
+            assert_eq!(
+                parsed.parts(),
+                ImageParts {
+                    host,
+                    path,
+                    tag,
+                    digest
+                },
+                "{image}"
+            );
+        }
+        let pinned = ImageRef::parse(&format!("ghcr.io/o/app:1@{d}")).unwrap();
+        assert_eq!(pinned.parts().digest, Some(d));
+        assert_eq!(pinned.parts().tag, Some("1"));
+        // Hex-looking names with a tag or a host are repositories, not ids.
+        assert!(ImageRef::parse("cafe:1").is_ok());
+        assert!(ImageRef::parse("127.0.0.1:5000/cafe").is_ok());
     }
 
     #[test]

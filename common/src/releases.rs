@@ -73,6 +73,9 @@ pub struct Release {
     /// Why it failed (or was superseded or aborted).
     pub reason: Option<String>,
     pub image: String,
+    /// `registry`: from this server's registry, pinned by digest; `external`: from elsewhere
+    /// (a public registry, an image built on the node).
+    pub image_source: ImageSource,
     /// The image's id (`sha256:…`) as the first node that ran it reported it; instances of
     /// this release run exactly that image.
     pub image_digest: Option<String>,
@@ -97,6 +100,26 @@ pub struct Release {
     /// When it became active, failed or was superseded.
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+}
+
+/// Where a release's image comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ImageSource {
+    /// This server's registry: a repository of the app's team, pinned by digest.
+    Registry,
+    /// Anywhere else: the nodes' engines pull it (or have it) themselves.
+    External,
+}
+
+impl ImageSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageSource::Registry => "registry",
+            ImageSource::External => "external",
+        }
+    }
 }
 
 /// `POST …/rollback`: make a new release from an old one (its image, config and settings).

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
-use gantry_e2e::cluster::{start_server, Admin, IMAGE};
+use gantry_e2e::cluster::{start_agent, start_server, Admin, DockerCleanup, Server, IMAGE};
 use gantry_e2e::{data_dir, free_port, start_postgres, StopPostgresOnDrop};
 use serde_json::json;
 
@@ -66,14 +66,27 @@ impl Drop for RemoveImages {
     }
 }
 
-#[tokio::test]
-async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -> anyhow::Result<()>
-{
-    let pg_dir = data_dir();
-    let _pg = StopPostgresOnDrop(pg_dir.path().to_owned());
-    let db_url = start_postgres(pg_dir.path()).await?;
-    let port = free_port();
-    let mut server = start_server(&db_url, port, free_port()).await?;
+/// A `gantry server` on a private Postgres, its first account, and a member API token of that
+/// account's team. Dropped in order: the server, then its Postgres, then the directory.
+struct World {
+    server: Server,
+    _pg: StopPostgresOnDrop,
+    dir: tempfile::TempDir,
+    admin: Admin,
+    secret: String,
+    port: u16,
+    router_port: u16,
+    /// `127.0.0.1:<port>`: the registry's host.
+    host: String,
+    base: String,
+}
+
+async fn world() -> anyhow::Result<World> {
+    let dir = data_dir();
+    let pg = StopPostgresOnDrop(dir.path().to_owned());
+    let db_url = start_postgres(dir.path()).await?;
+    let (port, router_port) = (free_port(), free_port());
+    let server = start_server(&db_url, port, router_port).await?;
     let base = format!("http://127.0.0.1:{port}");
     let admin = Admin::sign_up(&base).await?;
     let token = admin
@@ -83,9 +96,35 @@ async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -
         )
         .await?;
     let secret = token["secret"].as_str().context("token secret")?.to_owned();
+    Ok(World {
+        server,
+        _pg: pg,
+        dir,
+        admin,
+        secret,
+        port,
+        router_port,
+        host: format!("127.0.0.1:{port}"),
+        base,
+    })
+}
 
+#[tokio::test]
+async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -> anyhow::Result<()>
+{
+    // Every field is bound: what a `..` leaves would be dropped (Postgres stopped) at once.
+    let World {
+        mut server,
+        _pg,
+        dir: _dir,
+        admin,
+        secret,
+        port,
+        router_port: _,
+        host,
+        base,
+    } = world().await?;
     let config = tempfile::tempdir()?;
-    let host = format!("127.0.0.1:{port}");
     let repo = format!("{host}/{}/hello", admin.team);
     let v1 = format!("{repo}:v1");
     let v2 = format!("{repo}:v2");
@@ -170,5 +209,127 @@ async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -
         .json()
         .await?;
     ensure!(tags["tags"] == json!(["v1", "v2"]), "{tags}");
+    Ok(())
+}
+
+/// A push of `<team>/hello:latest` deploys the app (its release pinned to the pushed digest) and
+/// it answers through the router. Images are the team's: another team's app cannot deploy them
+/// by tag or by digest, nor name a local image id, and no container of that team starts.
+#[tokio::test]
+async fn a_push_deploys_the_app_and_another_team_cannot_run_its_image() -> anyhow::Result<()> {
+    let run = format!("{:x}", std::process::id());
+    let World {
+        server: _server,
+        _pg,
+        dir,
+        admin,
+        secret,
+        port,
+        router_port,
+        host,
+        base,
+    } = world().await?;
+    let other_team = format!("rb-{run}");
+    let _cleanup = (
+        DockerCleanup {
+            team: admin.team.clone(),
+        },
+        DockerCleanup {
+            team: other_team.clone(),
+        },
+    );
+    let join = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
+    let join = join["token"].as_str().context("join token")?.to_owned();
+    let _agent = start_agent(&base, &join, &format!("rg-{run}"), "z0", dir.path())?;
+    admin.wait_nodes_ready(1).await?;
+
+    let apps = format!("/api/v1/teams/{}/apps", admin.team);
+    admin
+        .post(
+            &apps,
+            json!({"name": "hello", "port": 8888, "cpu_millis": 100, "memory_mib": 32,
+                   "health_check_path": "/healthz", "stop_grace_seconds": 1}),
+        )
+        .await?;
+    let config = tempfile::tempdir()?;
+    let latest = format!("{host}/{}/hello:latest", admin.team);
+    let _images = RemoveImages(vec![latest.clone()]);
+    docker_with(
+        config.path(),
+        &["login", &host, "-u", &admin.email, "--password-stdin"],
+        Some(&secret),
+    )?;
+    docker_with(config.path(), &["tag", IMAGE, &latest], None)?;
+    let pushed = docker_with(config.path(), &["push", &latest], None)?;
+    let digest = pushed
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .with_context(|| format!("no digest in {pushed}"))?
+        .to_owned();
+
+    // The push made v1, pinned to what was pushed, and it serves.
+    let v1 = admin
+        .wait_release("hello", 1, "active", Duration::from_secs(90))
+        .await?;
+    let pinned = format!("{host}/{}/hello@{digest}", admin.team);
+    ensure!(v1["image"] == json!(pinned), "{v1:#}");
+    ensure!(v1["image_source"] == "registry", "{v1:#}");
+    let app_host = format!("hello.{}.localhost", admin.team);
+    let client = reqwest::Client::builder()
+        .resolve(&app_host, ([127, 0, 0, 1], router_port).into())
+        .build()?;
+    let answer = client
+        .get(format!("http://{app_host}:{router_port}/"))
+        .send()
+        .await?;
+    ensure!(
+        answer.status() == 200,
+        "the router answered {}",
+        answer.status()
+    );
+    ensure!(answer.text().await?.contains("release v1"));
+
+    // A deploy by tag through the API is pinned the same way.
+    let v2 = admin
+        .post(&format!("{apps}/hello/deploys"), json!({"image": latest}))
+        .await?;
+    ensure!(v2["image"] == json!(pinned), "{v2:#}");
+
+    // Another team: neither the tag, nor the digest, nor the local image id.
+    admin
+        .post("/api/v1/teams", json!({"slug": other_team}))
+        .await?;
+    let other_apps = format!("/api/v1/teams/{other_team}/apps");
+    admin
+        .post(&other_apps, json!({"name": "copy", "port": 8888}))
+        .await?;
+    let image_id = docker_with(
+        config.path(),
+        &["image", "inspect", "--format", "{{.Id}}", &latest],
+        None,
+    )?;
+    for image in [
+        latest.clone(),
+        pinned.clone(),
+        format!("localhost:{port}/{}/hello:latest", admin.team),
+        image_id.trim().to_owned(),
+        image_id.trim().trim_start_matches("sha256:")[..12].to_owned(),
+    ] {
+        let refused = admin
+            .post(
+                &format!("{other_apps}/copy/deploys"),
+                json!({"image": image}),
+            )
+            .await;
+        let message = format!("{refused:?}");
+        ensure!(
+            refused.is_err() && message.contains("422"),
+            "team {other_team} deployed {image}: {message}"
+        );
+    }
+    let releases = admin.get(&format!("{other_apps}/copy/releases")).await?;
+    ensure!(releases == json!([]), "{releases}");
+    let theirs = gantry_e2e::cluster::containers(&format!("gantry.team={other_team}"))?;
+    ensure!(theirs.is_empty(), "containers of {other_team}: {theirs:?}");
     Ok(())
 }

@@ -201,6 +201,9 @@ pub async fn put(
     }
     tx.commit().await?;
     tracing::info!(repository = %repo, reference = %reference, digest = %digest, "registry: manifest stored");
+    if let Reference::Tag(tag) = reference {
+        crate::releases::deploy::on_push(state, &access, &repo.name, tag, digest.as_str()).await;
+    }
 
     let mut res = StatusCode::CREATED.into_response();
     let h = res.headers_mut();

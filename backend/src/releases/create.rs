@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use gantry_common::cluster::ImageRef;
+use gantry_common::releases::ImageSource;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -14,8 +15,11 @@ use crate::error::{ApiError, ApiResult};
 /// What made the release.
 #[derive(Debug, Clone)]
 pub enum Change<'a> {
-    /// A new image.
-    Deploy { image: &'a ImageRef },
+    /// A new image (from this server's registry, pinned, or from elsewhere).
+    Deploy {
+        image: &'a ImageRef,
+        source: ImageSource,
+    },
     /// Config vars set or removed (names only: values are secrets).
     Config {
         set: Vec<String>,
@@ -31,7 +35,7 @@ pub enum Change<'a> {
 impl Change<'_> {
     fn cause(&self) -> String {
         match self {
-            Change::Deploy { image } => format!("Deploy {image}"),
+            Change::Deploy { image, .. } => format!("Deploy {image}"),
             Change::Config { set, removed } => {
                 let mut parts = Vec::new();
                 if !set.is_empty() {
@@ -104,12 +108,18 @@ pub async fn create(
     .bind(team_id)
     .fetch_one(&mut *tx)
     .await?;
-    let (image, image_digest) = match &change {
-        Change::Deploy { image } => (image.as_str().to_owned(), None),
-        Change::Rollback { to } => (to.image.clone(), to.image_digest.clone()),
+    let (image, image_source, image_digest) = match &change {
+        Change::Deploy { image, source } => {
+            (image.as_str().to_owned(), source.as_str().to_owned(), None)
+        }
+        Change::Rollback { to } => (
+            to.image.clone(),
+            to.image_source.clone(),
+            to.image_digest.clone(),
+        ),
         Change::Config { .. } | Change::Settings { .. } => {
-            let base: Option<(String, Option<String>)> = sqlx::query_as(
-                "SELECT image, image_digest FROM releases
+            let base: Option<(String, String, Option<String>)> = sqlx::query_as(
+                "SELECT image, image_source, image_digest FROM releases
                  WHERE app_id = $1 AND status IN ('pending', 'rolling_out', 'active')
                  ORDER BY version DESC LIMIT 1",
             )
@@ -149,8 +159,9 @@ pub async fn create(
     let row: ReleaseRow = sqlx::query_as(&format!(
         "INSERT INTO releases (team_id, app_id, version, status, image, image_digest, port,
              cpu_millis, memory_mib, health_check_path, config_sealed, config_keys, cause,
-             rollback_of, actor, actor_user_id, actor_token_id)
-         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             rollback_of, actor, actor_user_id, actor_token_id, image_source)
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                 $17)
          RETURNING {RELEASE_COLUMNS}"
     ))
     .bind(team_id)
@@ -169,6 +180,7 @@ pub async fn create(
     .bind(&actor.label)
     .bind(actor.user_id)
     .bind(actor.token_id)
+    .bind(&image_source)
     .fetch_one(&mut *tx)
     .await?;
     tracing::info!(app.id = %app_id, release.version = version, "release v{version} of app {app_id}: {}", row.cause);
@@ -219,7 +231,11 @@ mod tests {
         assert_eq!(settings.cause(), "Change port, health_check_path");
         let image = ImageRef::parse("gantry-hello:2").unwrap();
         assert_eq!(
-            Change::Deploy { image: &image }.cause(),
+            Change::Deploy {
+                image: &image,
+                source: ImageSource::External
+            }
+            .cause(),
             "Deploy gantry-hello:2"
         );
     }

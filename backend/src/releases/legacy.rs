@@ -4,6 +4,7 @@
 //! vars, and were not routed) are replaced by the release's own.
 
 use gantry_common::cluster::ImageRef;
+use gantry_common::releases::ImageSource;
 use uuid::Uuid;
 
 use super::create::{create, Change};
@@ -36,7 +37,10 @@ pub async fn adopt_legacy_deploys(state: &AppState) -> anyhow::Result<()> {
                 app_id,
                 team_id,
                 &actor,
-                Change::Deploy { image: &image },
+                Change::Deploy {
+                    image: &image,
+                    source: ImageSource::External,
+                },
             )
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;

@@ -8,13 +8,14 @@
 //! and is opened only to run the release or to restore it on rollback ([`rollback`]).
 
 pub mod create;
+pub mod deploy;
 pub mod legacy;
 pub mod rollback;
 
 use std::collections::BTreeMap;
 
 use gantry_common::agent::Env;
-use gantry_common::releases::{Release, ReleaseStatus};
+use gantry_common::releases::{ImageSource, Release, ReleaseStatus};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -30,6 +31,7 @@ pub struct ReleaseRow {
     pub status: String,
     pub reason: Option<String>,
     pub image: String,
+    pub image_source: String,
     pub image_digest: Option<String>,
     pub port: Option<i32>,
     pub cpu_millis: i32,
@@ -48,7 +50,8 @@ pub struct ReleaseRow {
     pub finished_at: Option<OffsetDateTime>,
 }
 
-pub const RELEASE_COLUMNS: &str = "id, app_id, version, status, reason, image, image_digest, \
+pub const RELEASE_COLUMNS: &str = "id, app_id, version, status, reason, image, image_source, \
+    image_digest, \
     port, cpu_millis, memory_mib, health_check_path, config_sealed, config_keys, cause, \
     rollback_of, actor, created_at, started_at, progressed_at, ready_seen, activated_at, \
     finished_at";
@@ -73,6 +76,10 @@ impl ReleaseRow {
             status: self.status(),
             reason: self.reason.clone(),
             image: self.image.clone(),
+            image_source: match self.image_source.as_str() {
+                "registry" => ImageSource::Registry,
+                _ => ImageSource::External,
+            },
             image_digest: self.image_digest.clone(),
             port: self.port(),
             cpu_millis: self.cpu_millis.max(0) as u32,

@@ -208,3 +208,81 @@ async fn bad_config_input_is_refused_and_changes_nothing() {
     let body: Value = alice.get(&config).await.json().await.unwrap();
     assert_eq!(body["vars"], json!([{"key": "KEEP", "value": "me"}]));
 }
+
+#[tokio::test]
+async fn deploy_on_push_defaults_to_latest_and_can_be_another_tag_or_off() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice@example.com").await;
+    let hello = format!("/api/v1/teams/{}/apps/hello", alice.team);
+    let created: Value = alice
+        .post(
+            &format!("/api/v1/teams/{}/apps", alice.team),
+            json!({"name": "hello"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["deploy_on_push"], "latest");
+
+    let res = alice.patch(&hello, json!({"deploy_on_push": "main"})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["deploy_on_push"], "main");
+    // Other settings leave it alone.
+    let res = alice.patch(&hello, json!({"replicas": 2})).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["deploy_on_push"], "main");
+
+    let before = app.snapshot().await;
+    for bad in [
+        json!("-x"),
+        json!(""),
+        json!("a/b"),
+        json!("x".repeat(129)),
+        json!(3),
+    ] {
+        let res = alice.patch(&hello, json!({"deploy_on_push": bad})).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    assert_eq!(app.snapshot().await, before);
+
+    let res = alice.patch(&hello, json!({"deploy_on_push": null})).await;
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["deploy_on_push"],
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn local_image_ids_and_unpushed_images_of_this_registry_are_refused() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("alice@example.com").await;
+    let apps = format!("/api/v1/teams/{}/apps", alice.team);
+    alice.post(&apps, json!({"name": "hello"})).await;
+    let port = app.base.rsplit(':').next().unwrap().to_owned();
+    let before = app.snapshot().await;
+    for image in [
+        "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_owned(),
+        "0123456789ab".to_owned(),
+        // This server's registry: not pushed, or another team's repository.
+        format!("127.0.0.1:{port}/{}/hello:latest", alice.team),
+        format!("localhost:{port}/someone-else/hello:latest"),
+    ] {
+        let res = alice
+            .post(&format!("{apps}/hello/deploys"), json!({"image": image}))
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{image}");
+        assert_eq!(error_code(res).await, "invalid");
+    }
+    assert_eq!(app.snapshot().await, before);
+    // An image from elsewhere is deployed as it is, marked as such.
+    let res = alice
+        .post(
+            &format!("{apps}/hello/deploys"),
+            json!({"image": "ghcr.io/acme/hello:1"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let release: Value = res.json().await.unwrap();
+    assert_eq!(release["image"], "ghcr.io/acme/hello:1");
+    assert_eq!(release["image_source"], "external");
+}

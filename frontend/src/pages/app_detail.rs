@@ -449,6 +449,8 @@ fn Settings(team: Signal<String>, app: App, tick: RwSignal<u32>) -> impl IntoVie
                     "progress deadline",
                     deadline.get_untracked(),
                 )?),
+                // Not shown on this form: kept as it is.
+                deploy_on_push: None,
             };
             settings.validate()?;
             Ok(settings)

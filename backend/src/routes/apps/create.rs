@@ -38,8 +38,8 @@ pub async fn create(
     let mut tx = state.db.begin().await?;
     let row = sqlx::query_as::<_, AppRow>(&format!(
         "INSERT INTO apps (team_id, name, port, replicas, cpu_millis, memory_mib, health_check_path,
-                           stop_grace_seconds, progress_deadline_seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                           stop_grace_seconds, progress_deadline_seconds, deploy_on_push)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (team_id, name) DO NOTHING
          RETURNING {APP_COLUMNS}"
     ))
@@ -65,6 +65,11 @@ pub async fn create(
     .bind(
         s.progress_deadline_seconds
             .unwrap_or(app_limits::DEFAULT_PROGRESS_DEADLINE_SECONDS) as i32,
+    )
+    .bind(
+        s.deploy_on_push
+            .clone()
+            .unwrap_or(Some(app_limits::DEFAULT_DEPLOY_ON_PUSH.to_owned())),
     )
     .fetch_optional(&mut *tx)
     .await?

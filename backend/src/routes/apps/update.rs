@@ -44,6 +44,7 @@ pub async fn update(
             health_check_path = COALESCE($8, health_check_path),
             stop_grace_seconds = COALESCE($9, stop_grace_seconds),
             progress_deadline_seconds = COALESCE($10, progress_deadline_seconds),
+            deploy_on_push = CASE WHEN $11 THEN $12 ELSE deploy_on_push END,
             updated_at = now()
          WHERE team_id = $1 AND id = $2",
     )
@@ -57,6 +58,8 @@ pub async fn update(
     .bind(body.health_check_path.as_deref())
     .bind(body.stop_grace_seconds.map(|v| v as i32))
     .bind(body.progress_deadline_seconds.map(|v| v as i32))
+    .bind(body.deploy_on_push.is_some())
+    .bind(body.deploy_on_push.clone().flatten())
     .execute(&mut *tx)
     .await?;
     let actor = audit::Actor::from(&access.caller);
