@@ -115,6 +115,7 @@ impl Application {
         tokio::spawn(reconciler::run_forever(embedded));
         tokio::spawn(rollouts::run_forever(state.clone()));
         tokio::spawn(routing::run_forever(state.clone()));
+        tokio::spawn(crate::registry::gc::run_daily(state.clone()));
 
         let store = PostgresStore::new(db.clone());
         tokio::spawn(

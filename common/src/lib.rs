@@ -19,6 +19,7 @@ pub mod api;
 pub mod cluster;
 pub mod error;
 pub mod names;
+pub mod registry;
 pub mod releases;
 pub mod roles;
 pub mod routes;

@@ -315,6 +315,7 @@ async fn finish(
             "the uploaded content has digest {actual}, not {expected}; the upload was discarded"
         )));
     }
+    let _shared = state.registry.storage.committing().await;
     state.registry.storage.commit(id, &actual).await?;
     let mut tx = state.db.begin().await?;
     sqlx::query(

@@ -30,6 +30,9 @@ pub struct Storage {
     /// The running hash of each upload session this process has seen, behind a lock per
     /// session that also keeps two requests from appending to one upload at once.
     sessions: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Option<Running>>>>>,
+    /// Uploads commit blobs under the shared side; garbage collection deletes them under the
+    /// exclusive side, so a blob stored again while it runs is not deleted under it.
+    commits: tokio::sync::RwLock<()>,
 }
 
 /// An upload's bytes so far and their hash.
@@ -72,6 +75,7 @@ impl Storage {
         Self {
             dir,
             sessions: Mutex::new(HashMap::new()),
+            commits: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -189,6 +193,24 @@ impl Storage {
         tokio::fs::rename(self.upload_path(id), &target).await?;
         self.forget(id);
         Ok(())
+    }
+
+    /// Held while a blob is moved into the store and recorded.
+    pub async fn committing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.commits.read().await
+    }
+
+    /// Held while unused blobs are deleted.
+    pub async fn collecting(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.commits.write().await
+    }
+
+    /// Removes a blob's file (garbage collection, after its row went).
+    pub async fn delete_blob(&self, digest: &Digest) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Deletes an upload's file (cancelled, failed, expired).

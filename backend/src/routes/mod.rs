@@ -13,6 +13,7 @@ pub mod health;
 pub mod members;
 pub mod nodes;
 pub mod openapi;
+pub mod registry;
 pub mod releases;
 pub mod teams;
 pub mod tokens;
@@ -75,6 +76,7 @@ pub fn api() -> axum::Router<AppState> {
         .routes(routes!(nodes::maintenance::cordon))
         .routes(routes!(nodes::maintenance::uncordon))
         .routes(routes!(nodes::maintenance::drain))
+        .routes(routes!(registry::gc::collect))
         .split_for_parts();
     answers::Shared.modify(&mut openapi);
     MergeClosedAllOf.modify(&mut openapi);

@@ -1,0 +1,4 @@
+//! The built-in registry's administration (the registry itself is at `/v2/`, see
+//! `crate::registry`).
+
+pub mod gc;
