@@ -29,6 +29,7 @@ use crate::cluster::{reconciler, EmbeddedCluster};
 use crate::config::Config;
 use crate::crypto::Sealer;
 use crate::error::{not_found, ApiError};
+use crate::registry::pull_secret::PullSecrets;
 use crate::state::{App, AppState};
 use crate::{dashboard, releases, rollouts, routes, routing};
 
@@ -88,6 +89,7 @@ impl Application {
         let embedded = Arc::new(EmbeddedCluster::new(
             db.clone(),
             Sealer::new(&config.secret_key),
+            PullSecrets::new(&config.secret_key),
             config.node_timeout,
             app_router.clone(),
         ));
@@ -105,6 +107,7 @@ impl Application {
             registry: crate::registry::Registry::new(
                 config.registry_dir.clone(),
                 config.registry_max_blob_bytes,
+                PullSecrets::new(&config.secret_key),
             ),
             rollouts: Notify::new(),
             routes: Notify::new(),

@@ -24,8 +24,15 @@ use uuid::Uuid;
 use crate::cluster::{InstanceState, NodeResources};
 
 /// Bumped on any change an older peer would misread. 2: node credentials, environments,
-/// releases, stop orders and image digests.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// releases, stop orders and image digests. 3: pull secrets for the built-in registry's images
+/// (an older agent would run such an image from its engine's cache without pulling it).
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The user name that goes with a [`PullSecret`] (the secret itself says which node and instance).
+pub const PULL_USER: &str = "gantry-node";
+
+/// A pull secret starts with this.
+pub const PULL_SECRET_PREFIX: &str = "gnp_";
 
 /// A join token (`POST /api/v1/nodes/join-tokens`) starts with this.
 pub const JOIN_TOKEN_PREFIX: &str = "gjt_";
@@ -101,6 +108,11 @@ pub struct DesiredInstance {
     pub ready_timeout_seconds: u32,
     /// Between SIGTERM and SIGKILL when it is stopped.
     pub stop_grace_seconds: u32,
+    /// For an image of the server's built-in registry: the credential to pull it with. The
+    /// agent always pulls such an image (by digest) before it creates a container, so an image
+    /// another team's instance left in the engine never runs without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<PullSecret>,
     /// The server wants it gone: SIGTERM, at most `stop_grace_seconds`, SIGKILL, remove. Sent
     /// only once the router no longer sends it requests. The agent stops reporting it once its
     /// container is gone.
@@ -116,6 +128,19 @@ pub struct Env(pub BTreeMap<String, String>);
 impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// A registry credential for one instance on one node: it pulls only that instance's image
+/// repository, only while the instance is placed on the node, and for at most two hours (the
+/// server sends a fresh one with the desired set every hour). `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PullSecret(pub String);
+
+impl fmt::Debug for PullSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PullSecret(…)")
     }
 }
 

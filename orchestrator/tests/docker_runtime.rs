@@ -11,7 +11,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use bollard::query_parameters::{InspectContainerOptions, StopContainerOptions};
-use gantry_common::agent::Env;
+use gantry_common::agent::{Env, PullSecret};
 use gantry_orchestrator::runtime::docker::DockerRuntime;
 use gantry_orchestrator::runtime::{
     labels, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
@@ -147,7 +147,7 @@ async fn runs_lists_and_removes_a_hardened_container() {
     assert!(capacity.cpu_millis >= 1000, "{capacity:?}");
     assert!(capacity.memory_mib > 0, "{capacity:?}");
 
-    let image_id = rt.ensure_image(IMAGE).await.expect("a present image");
+    let image_id = rt.ensure_image(IMAGE, None).await.expect("a present image");
     assert!(image_id.starts_with("sha256:"), "{image_id}");
 
     let network = format!("gantry-test-{id}");
@@ -293,7 +293,7 @@ async fn runs_lists_and_removes_a_hardened_container() {
 async fn a_failed_pull_is_an_image_pull_error() {
     let rt = runtime().await;
     // Port 1 on loopback: the pull fails at once and never leaves the machine.
-    match rt.ensure_image("127.0.0.1:1/nope/missing:1").await {
+    match rt.ensure_image("127.0.0.1:1/nope/missing:1", None).await {
         Err(RuntimeError::ImagePull(message)) => {
             assert!(!message.trim().is_empty());
             eprintln!("the engine said: {message}");
@@ -301,9 +301,47 @@ async fn a_failed_pull_is_an_image_pull_error() {
         other => panic!("expected an ImagePull error, got {other:?}"),
     }
     // A malformed reference (uppercase repository) is refused by the engine, never pulled.
-    match rt.ensure_image("127.0.0.1:1/NOPE:1").await {
+    match rt.ensure_image("127.0.0.1:1/NOPE:1", None).await {
         Err(RuntimeError::ImagePull(message)) => assert!(message.contains("invalid reference")),
         other => panic!("expected an ImagePull error, got {other:?}"),
+    }
+}
+
+/// An image of the server's registry comes with a pull secret and is always pulled: a copy in
+/// the engine's cache (left by another team's instance) does not stand in for the right to pull.
+#[tokio::test]
+async fn an_image_with_a_pull_secret_is_pulled_even_when_the_engine_has_it() {
+    let rt = runtime().await;
+    let cached = format!("127.0.0.1:1/cached/hello:{}", run_id());
+    let docker = bollard::Docker::connect_with_local_defaults().expect("docker");
+    docker
+        .tag_image(
+            IMAGE,
+            Some(bollard::query_parameters::TagImageOptions {
+                repo: Some(cached.rsplit_once(':').unwrap().0.to_owned()),
+                tag: Some(cached.rsplit_once(':').unwrap().1.to_owned()),
+            }),
+        )
+        .await
+        .expect("tag the demo image");
+    let without = rt.ensure_image(&cached, None).await;
+    let secret = PullSecret("gnp_test".into());
+    let with = rt.ensure_image(&cached, Some(&secret)).await;
+    let _ = docker
+        .remove_image(
+            &cached,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
+    assert!(
+        without.is_ok(),
+        "the cached image is used without a secret: {without:?}"
+    );
+    match with {
+        // Port 1 on loopback: the pull fails at once and never leaves the machine.
+        Err(RuntimeError::ImagePull(message)) => eprintln!("the engine said: {message}"),
+        other => panic!("expected the pull to be tried (and fail), got {other:?}"),
     }
 }
 

@@ -33,6 +33,7 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::crypto::Sealer;
+use crate::registry::pull_secret::PullSecrets;
 
 /// The embedded cluster's row, created by the first migration.
 pub const EMBEDDED_CLUSTER: Uuid = Uuid::from_u128(1);
@@ -75,18 +76,22 @@ pub struct EmbeddedCluster {
     /// Instances being taken out of the route, with the change count after which the router
     /// no longer routes them. In memory: after a restart the router's table is built afresh.
     draining: Mutex<HashMap<Uuid, u64>>,
+    /// Signs the credentials agents pull the built-in registry's images with.
+    pull_secrets: PullSecrets,
 }
 
 impl EmbeddedCluster {
     pub fn new(
         db: PgPool,
         sealer: Sealer,
+        pull_secrets: PullSecrets,
         node_timeout: Duration,
         gate: Arc<dyn TrafficGate>,
     ) -> Self {
         Self {
             db,
             sealer,
+            pull_secrets,
             hub: hub::Hub::default(),
             wake: Notify::new(),
             node_timeout,

@@ -472,6 +472,7 @@ struct DesiredRow {
     ready_timeout_seconds: Option<i32>,
     stop_grace_seconds: Option<i32>,
     desired: String,
+    image_source: Option<String>,
 }
 
 /// Sends each connected node its desired set if it changed since the last send.
@@ -484,11 +485,12 @@ async fn push_desired(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
         "SELECT i.node_id, i.id, i.app_id, i.release_id, t.slug AS team, a.name AS app,
                 s.version, i.image, s.image_digest, i.port, i.cpu_millis, i.memory_mib,
                 i.health_check_path, s.env_sealed, s.ready_timeout_seconds,
-                s.stop_grace_seconds, i.desired
+                s.stop_grace_seconds, i.desired, r.image_source
          FROM instances i
          JOIN apps a ON a.id = i.app_id
          JOIN teams t ON t.id = i.team_id
          LEFT JOIN release_sets s ON s.release_id = i.release_id
+         LEFT JOIN releases r ON r.id = i.release_id
          WHERE i.node_id = ANY($1)
          ORDER BY i.id",
     )
@@ -498,7 +500,10 @@ async fn push_desired(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
     // One environment per set, opened once per push.
     let mut envs: HashMap<Uuid, Env> = HashMap::new();
     let mut by_node: HashMap<Uuid, Vec<DesiredInstance>> = HashMap::new();
+    let now = time::OffsetDateTime::now_utc();
     for r in rows {
+        let pull_secret = (r.image_source.as_deref() == Some("registry") && r.desired == "run")
+            .then(|| cluster.pull_secrets.issue(r.id, r.node_id, now));
         let env = match (r.release_id, &r.env_sealed) {
             (Some(set), Some(sealed)) => envs
                 .entry(set)
@@ -520,6 +525,7 @@ async fn push_desired(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
             env,
             ready_timeout_seconds: r.ready_timeout_seconds.unwrap_or(300).max(1) as u32,
             stop_grace_seconds: r.stop_grace_seconds.unwrap_or(10).max(0) as u32,
+            pull_secret,
             stop: r.desired == "stop",
         });
     }

@@ -16,9 +16,11 @@ use sha2::{Digest as _, Sha256};
 
 use super::error::{denied, name_unknown, unauthorized, RegistryError, RegistryResult};
 use super::path::RepoName;
+use super::pull_secret::{self, PullGrant};
 use crate::auth::{caller, password, throttle, tokens, Caller, UserRow, Via};
 use crate::authz::{self, TeamAccess};
 use crate::state::AppState;
+use gantry_common::cluster::ImageRef;
 
 /// How long a verified password is trusted without hashing it again.
 const PASSWORD_TTL: Duration = Duration::from_secs(5 * 60);
@@ -57,8 +59,16 @@ impl PasswordCache {
     }
 }
 
+/// Who calls the registry.
+pub enum Who {
+    /// A person or CI, with their teams and roles.
+    User(Caller),
+    /// An agent pulling the image of an instance placed on its node.
+    Node(PullGrant),
+}
+
 /// The caller of a registry request, from its Basic credentials.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> RegistryResult<Caller> {
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> RegistryResult<Who> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthorized(
             "authentication required: docker login with your e-mail and an API token",
@@ -66,6 +76,14 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> RegistryResu
     };
     let (user, secret) = basic_credentials(value.as_bytes())
         .ok_or_else(|| unauthorized("send Basic credentials: your e-mail and an API token"))?;
+    if pull_secret::looks_like(&secret) {
+        return state
+            .registry
+            .pull_secrets
+            .verify(&secret, time::OffsetDateTime::now_utc())
+            .map(Who::Node)
+            .ok_or_else(|| unauthorized("invalid or expired pull secret"));
+    }
     if tokens::looks_valid(&secret) {
         let caller = caller::from_token(&secret, state)
             .await
@@ -75,9 +93,9 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> RegistryResu
                 "this API token belongs to another account: log in with its owner's e-mail",
             ));
         }
-        return Ok(caller);
+        return Ok(Who::User(caller));
     }
-    by_password(state, &user, secret).await
+    by_password(state, &user, secret).await.map(Who::User)
 }
 
 async fn by_password(state: &AppState, user: &str, secret: String) -> RegistryResult<Caller> {
@@ -156,15 +174,27 @@ fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
+/// What a caller may do in a repository's team.
+pub struct Grant {
+    pub team_id: uuid::Uuid,
+    /// A person's access (none for an agent's pull).
+    pub user: Option<TeamAccess>,
+}
+
 /// The caller's access to `repo`'s team when it may do `need` there. A team the caller cannot
 /// see is answered as a repository that does not exist; a visible team with too small a role
-/// is `DENIED`.
+/// is `DENIED`. An agent's pull secret reaches only the repository of its instance's image,
+/// while the instance is placed on its node and meant to run.
 pub async fn repo_access(
     state: &AppState,
-    caller: Caller,
+    who: Who,
     repo: &RepoName,
     need: Permission,
-) -> RegistryResult<TeamAccess> {
+) -> RegistryResult<Grant> {
+    let caller = match who {
+        Who::User(caller) => caller,
+        Who::Node(grant) => return node_access(state, grant, repo, need).await,
+    };
     let access = authz::resolve(state, caller, &repo.team)
         .await
         .map_err(|e| RegistryError::internal(e.message))?
@@ -175,18 +205,52 @@ pub async fn repo_access(
             repo.team, access.role
         )));
     }
-    Ok(access)
+    Ok(Grant {
+        team_id: access.team.id,
+        user: Some(access),
+    })
+}
+
+async fn node_access(
+    state: &AppState,
+    grant: PullGrant,
+    repo: &RepoName,
+    need: Permission,
+) -> RegistryResult<Grant> {
+    if need != Permission::Read {
+        return Err(denied("a pull secret only pulls"));
+    }
+    let placed: Option<(String, uuid::Uuid)> = sqlx::query_as(
+        "SELECT image, team_id FROM instances WHERE id = $1 AND node_id = $2 AND desired = 'run'",
+    )
+    .bind(grant.instance)
+    .bind(grant.node)
+    .fetch_optional(&state.db)
+    .await?;
+    let repo_name = repo.to_string();
+    match placed {
+        Some((image, team_id))
+            if ImageRef::parse(&image).is_ok_and(|i| i.parts().path == repo_name) =>
+        {
+            Ok(Grant {
+                team_id,
+                user: None,
+            })
+        }
+        // Any other repository, or an instance gone from the node: as if it did not exist.
+        _ => Err(name_unknown(repo)),
+    }
 }
 
 /// [`repo_access`] for a repository that must exist already (`NAME_UNKNOWN` otherwise): its id.
 pub async fn existing_repo(
     state: &AppState,
-    caller: Caller,
+    who: Who,
     repo: &RepoName,
     need: Permission,
 ) -> RegistryResult<uuid::Uuid> {
-    let access = repo_access(state, caller, repo, need).await?;
-    super::repository::find(&state.db, access.team.id, repo).await
+    let grant = repo_access(state, who, repo, need).await?;
+    super::repository::find(&state.db, grant.team_id, repo).await
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use tokio::sync::OwnedMutexGuard;
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use super::auth::existing_repo;
+use super::auth::{existing_repo, Who};
 use super::error::{
     blob_unknown, digest_invalid, range_invalid, too_large, upload_invalid, upload_unknown,
     RegistryError, RegistryResult,
@@ -19,7 +19,6 @@ use super::error::{
 use super::path::{Digest, RepoName};
 use super::storage::{AppendError, Running};
 use super::{repository, Params};
-use crate::auth::Caller;
 use crate::state::AppState;
 
 /// Blobs are read from disk in pieces this big.
@@ -27,7 +26,7 @@ const READ_CHUNK: usize = 256 * 1024;
 
 pub async fn get(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     digest: &Digest,
     headers: &HeaderMap,
@@ -108,17 +107,17 @@ pub async fn get(
 /// the body), or a new session.
 pub async fn start_upload(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     params: &Params,
     headers: &HeaderMap,
     body: Body,
 ) -> RegistryResult<Response> {
     let access = super::auth::repo_access(state, caller, repo, Permission::PushImages).await?;
-    let repo_id = repository::ensure(&state.db, access.team.id, repo).await?;
+    let repo_id = repository::ensure(&state.db, access.team_id, repo).await?;
 
     if let (Some(mount), Some(from)) = (&params.mount, &params.from) {
-        if let Some(digest) = mount_source(state, access.team.id, repo, mount, from).await? {
+        if let Some(digest) = mount_source(state, access.team_id, repo, mount, from).await? {
             let mut conn = state.db.acquire().await?;
             link(&mut conn, repo_id, &digest).await?;
             return Ok(blob_created(repo, &digest));
@@ -174,7 +173,7 @@ async fn mount_source(
 
 pub async fn upload_status(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     id: Uuid,
 ) -> RegistryResult<Response> {
@@ -186,7 +185,7 @@ pub async fn upload_status(
 /// `PATCH`: the next chunk. With `Content-Range`, it must start where the upload ends.
 pub async fn patch_upload(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     id: Uuid,
     headers: &HeaderMap,
@@ -243,7 +242,7 @@ pub async fn patch_upload(
 /// `PUT ?digest=`: the last chunk (optional), then the check against the digest.
 pub async fn finish_upload(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     id: Uuid,
     params: &Params,
@@ -264,7 +263,7 @@ pub async fn finish_upload(
 
 pub async fn cancel_upload(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     id: Uuid,
 ) -> RegistryResult<Response> {
@@ -282,7 +281,7 @@ struct Locked {
 
 async fn lock_upload(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     id: Uuid,
 ) -> RegistryResult<Locked> {

@@ -6,11 +6,10 @@ use axum::Json;
 use gantry_common::Permission;
 use serde_json::json;
 
-use super::auth::existing_repo;
+use super::auth::{existing_repo, Who};
 use super::error::{RegistryError, RegistryResult};
 use super::path::RepoName;
 use super::Params;
-use crate::auth::Caller;
 use crate::state::AppState;
 
 /// A page holds at most this many entries, whatever `n` asks.
@@ -62,7 +61,7 @@ fn respond(body: serde_json::Value, link: Option<String>) -> Response {
 
 pub async fn tags(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     params: &Params,
 ) -> RegistryResult<Response> {
@@ -86,12 +85,13 @@ pub async fn tags(
 }
 
 /// The repositories of the caller's teams (a token's: its team's) only.
-pub async fn catalog(
-    state: &AppState,
-    caller: Caller,
-    params: &Params,
-) -> RegistryResult<Response> {
+pub async fn catalog(state: &AppState, caller: Who, params: &Params) -> RegistryResult<Response> {
     let n = page_size(params)?;
+    let Who::User(caller) = caller else {
+        return Err(super::error::denied(
+            "a pull secret only pulls its instance's image",
+        ));
+    };
     let repositories: Vec<String> = sqlx::query_scalar(
         r#"SELECT full_name FROM (
                SELECT t.slug || '/' || r.name AS full_name

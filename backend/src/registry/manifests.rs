@@ -8,13 +8,12 @@ use gantry_common::Permission;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use super::auth::{existing_repo, repo_access};
+use super::auth::{existing_repo, repo_access, Who};
 use super::error::{
     digest_invalid, manifest_invalid, manifest_unknown, RegistryError, RegistryResult,
 };
 use super::path::{Digest, Reference, RepoName};
 use super::repository;
-use crate::auth::Caller;
 use crate::state::AppState;
 
 /// The spec lets a registry refuse manifests over 4 MiB.
@@ -110,7 +109,7 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Parsed, String>
 
 pub async fn put(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     reference: &Reference,
     headers: &HeaderMap,
@@ -140,7 +139,7 @@ pub async fn put(
     let parsed = parse(content_type, &bytes).map_err(manifest_invalid)?;
 
     let mut tx = state.db.begin().await?;
-    let repo_id = repository::ensure(&mut *tx, access.team.id, repo).await?;
+    let repo_id = repository::ensure(&mut *tx, access.team_id, repo).await?;
     let blobs: Vec<&str> = parsed.blobs.iter().map(Digest::as_str).collect();
     let found: Vec<(String, i64)> = sqlx::query_as(
         "SELECT rb.digest, b.size FROM registry_repository_blobs rb JOIN registry_blobs b USING (digest)
@@ -202,7 +201,9 @@ pub async fn put(
     tx.commit().await?;
     tracing::info!(repository = %repo, reference = %reference, digest = %digest, "registry: manifest stored");
     if let Reference::Tag(tag) = reference {
-        crate::releases::deploy::on_push(state, &access, &repo.name, tag, digest.as_str()).await;
+        if let Some(user) = &access.user {
+            crate::releases::deploy::on_push(state, user, &repo.name, tag, digest.as_str()).await;
+        }
     }
 
     let mut res = StatusCode::CREATED.into_response();
@@ -218,7 +219,7 @@ pub async fn put(
 
 pub async fn get(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     reference: &Reference,
     head: bool,
@@ -265,7 +266,7 @@ pub async fn get(
 /// By digest: the manifest and every tag naming it. By tag: the tag only.
 pub async fn delete(
     state: &AppState,
-    caller: Caller,
+    caller: Who,
     repo: &RepoName,
     reference: &Reference,
 ) -> RegistryResult<Response> {

@@ -19,6 +19,7 @@ pub mod images;
 mod listing;
 mod manifests;
 pub mod path;
+pub mod pull_secret;
 mod repository;
 mod storage;
 
@@ -44,14 +45,17 @@ pub struct Registry {
     /// Uploads beyond this size are refused (413).
     max_blob_bytes: u64,
     passwords: auth::PasswordCache,
+    /// Checks the credentials agents pull with.
+    pull_secrets: pull_secret::PullSecrets,
 }
 
 impl Registry {
-    pub fn new(dir: PathBuf, max_blob_bytes: u64) -> Self {
+    pub fn new(dir: PathBuf, max_blob_bytes: u64, pull_secrets: pull_secret::PullSecrets) -> Self {
         Self {
             storage: storage::Storage::new(dir),
             max_blob_bytes,
             passwords: auth::PasswordCache::default(),
+            pull_secrets,
         }
     }
 }

@@ -6,9 +6,14 @@
 #[allow(dead_code)]
 mod support;
 
+#[path = "../api/fake_agent.rs"]
+#[allow(dead_code)]
+mod fake_agent;
+
 mod auth;
 mod gc;
 mod protocol;
+mod pull_secrets;
 mod roundtrip;
 mod tags;
 

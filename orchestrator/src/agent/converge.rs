@@ -289,7 +289,10 @@ impl<R: ContainerRuntime> Converger<R> {
 
     async fn try_create(&self, d: &DesiredInstance) -> Result<String, RuntimeError> {
         let t0 = Instant::now();
-        let image_id = self.runtime.ensure_image(&d.image).await?;
+        let image_id = self
+            .runtime
+            .ensure_image(&d.image, d.pull_secret.as_ref())
+            .await?;
         let t_image = t0.elapsed();
         if let Some(pinned) = d.image_digest.as_deref().filter(|p| *p != image_id) {
             // A rollback (or a new instance of an old release) must run what the release ran,

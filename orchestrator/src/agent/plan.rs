@@ -322,6 +322,7 @@ pub(crate) mod tests {
             env: Default::default(),
             ready_timeout_seconds: 300,
             stop_grace_seconds: 30,
+            pull_secret: None,
             stop: false,
         }
     }

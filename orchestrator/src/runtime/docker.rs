@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
@@ -23,6 +24,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
+use gantry_common::agent::{PullSecret, PULL_USER};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -176,7 +178,11 @@ impl ContainerRuntime for DockerRuntime {
     /// # Guarantees
     /// Pulls nothing when the image is present. A pull failure, including one the engine reports
     /// inside the progress stream after a 200, is [`RuntimeError::ImagePull`].
-    async fn ensure_image(&self, image: &str) -> RuntimeResult<String> {
+    async fn ensure_image(
+        &self,
+        image: &str,
+        pull_secret: Option<&PullSecret>,
+    ) -> RuntimeResult<String> {
         if !is_plausible_image_ref(image) {
             return Err(RuntimeError::ImagePull(format!(
                 "invalid image reference {image:?}"
@@ -187,11 +193,15 @@ impl ContainerRuntime for DockerRuntime {
                 RuntimeError::Engine(format!("the engine shows image {image} without an id"))
             })
         };
-        match self.docker.inspect_image(image).await {
-            Ok(inspected) => return image_id(inspected),
-            // 400 is a malformed reference: the pull says so, as an ImagePull error.
-            Err(err) if matches!(status_of(&err), Some(404 | 400)) => {}
-            Err(err) => return Err(engine_error(err)),
+        // An image of the server's registry is always pulled: the engine checks the secret
+        // with the registry, and fetches only the layers it lacks.
+        if pull_secret.is_none() {
+            match self.docker.inspect_image(image).await {
+                Ok(inspected) => return image_id(inspected),
+                // 400 is a malformed reference: the pull says so, as an ImagePull error.
+                Err(err) if matches!(status_of(&err), Some(404 | 400)) => {}
+                Err(err) => return Err(engine_error(err)),
+            }
         }
         tracing::info!(image, "pulling image {image}");
         let (from_image, tag) = split_image_ref(image);
@@ -200,8 +210,14 @@ impl ContainerRuntime for DockerRuntime {
             tag: tag.map(str::to_owned),
             ..Default::default()
         };
+        let credentials = pull_secret.map(|secret| DockerCredentials {
+            username: Some(PULL_USER.to_owned()),
+            password: Some(secret.0.clone()),
+            serveraddress: from_image.split('/').next().map(str::to_owned),
+            ..Default::default()
+        });
         self.docker
-            .create_image(Some(options), None, None)
+            .create_image(Some(options), None, credentials)
             .try_for_each(|_progress| async { Ok(()) })
             .await
             .map_err(|err| RuntimeError::ImagePull(engine_message(err)))?;

@@ -1,6 +1,7 @@
 //! An in-memory [`ContainerRuntime`] for the agent's unit tests: it records every call, keeps
 //! containers in a map, and can be told to fail pulls or to "crash" a container.
 
+use gantry_common::agent::PullSecret;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -92,7 +93,11 @@ impl ContainerRuntime for FakeRuntime {
         })
     }
 
-    async fn ensure_image(&self, image: &str) -> RuntimeResult<String> {
+    async fn ensure_image(
+        &self,
+        image: &str,
+        _pull_secret: Option<&PullSecret>,
+    ) -> RuntimeResult<String> {
         let mut inner = self.lock();
         inner.calls.push(Call::EnsureImage(image.to_owned()));
         if inner.missing_images.contains(image) {

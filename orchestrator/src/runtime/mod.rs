@@ -12,7 +12,7 @@ pub mod fake;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use gantry_common::agent::Env;
+use gantry_common::agent::{Env, PullSecret};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -106,7 +106,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn capacity(&self) -> impl Future<Output = RuntimeResult<Capacity>> + Send;
 
     /// Makes sure `image` is on the node, pulling it if it is not; returns its id (`sha256:…`).
-    fn ensure_image(&self, image: &str) -> impl Future<Output = RuntimeResult<String>> + Send;
+    /// With a pull secret (an image of the server's registry) it always pulls, with that
+    /// credential, so a copy in the engine's cache never stands in for the right to pull it.
+    fn ensure_image(
+        &self,
+        image: &str,
+        pull_secret: Option<&PullSecret>,
+    ) -> impl Future<Output = RuntimeResult<String>> + Send;
 
     /// Makes sure the bridge network `name` exists, with these labels; returns its id.
     fn ensure_network(
