@@ -64,6 +64,10 @@ pub struct ServerArgs {
     /// The largest blob (image layer) the registry accepts, in MiB.
     #[arg(long, env = "GANTRY_REGISTRY_MAX_BLOB_MIB", default_value_t = 10 * 1024)]
     pub registry_max_blob_mib: u64,
+
+    /// What each team's images may take in the registry, in MiB (0: no limit).
+    #[arg(long, env = "GANTRY_REGISTRY_TEAM_QUOTA_MIB", default_value_t = 0)]
+    pub registry_team_quota_mib: u64,
 }
 
 /// The server's configuration once checked.
@@ -84,6 +88,8 @@ pub struct Config {
     /// The registry's blobs and uploads (created at the first push).
     pub registry_dir: PathBuf,
     pub registry_max_blob_bytes: u64,
+    /// `None`: teams may store any amount.
+    pub registry_team_quota_bytes: Option<u64>,
 }
 
 impl Config {
@@ -119,6 +125,8 @@ impl Config {
                 .registry_dir
                 .unwrap_or_else(|| PathBuf::from(".gantry/registry")),
             registry_max_blob_bytes: args.registry_max_blob_mib.saturating_mul(1024 * 1024),
+            registry_team_quota_bytes: (args.registry_team_quota_mib > 0)
+                .then(|| args.registry_team_quota_mib.saturating_mul(1024 * 1024)),
         })
     }
 }

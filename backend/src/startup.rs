@@ -107,6 +107,7 @@ impl Application {
             registry: crate::registry::Registry::new(
                 config.registry_dir.clone(),
                 config.registry_max_blob_bytes,
+                config.registry_team_quota_bytes,
                 PullSecrets::new(&config.secret_key),
             ),
             rollouts: Notify::new(),

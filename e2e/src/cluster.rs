@@ -2,6 +2,7 @@
 //! timeout is short, `gantry agent` processes, a platform admin's API session, and the docker
 //! CLI to look at (and clean up) what the agents created.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,41 @@ pub fn docker(args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The docker CLI with a config directory of its own (its logins), `stdin` written to it;
+/// stdout and stderr together.
+pub fn docker_as(config: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_CONFIG", config)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("failed to run the docker CLI")?;
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .context("docker stdin")?
+            .write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!("docker {args:?} failed: {text}");
+    }
+    Ok(text)
 }
 
 /// Container ids with this label (`key=value`), running or not. A Docker error is an error,

@@ -265,7 +265,9 @@ async fn tokens_page_shows_a_new_secret_once_and_revokes() -> anyhow::Result<()>
 #[tokio::test]
 async fn nodes_instances_and_releases_show_their_states_and_an_admin_rolls_back(
 ) -> anyhow::Result<()> {
-    use gantry_e2e::cluster::{start_agent, start_server, Admin, DockerCleanup, CONVERGE, IMAGE};
+    use gantry_e2e::cluster::{
+        docker_as, start_agent, start_server, Admin, DockerCleanup, CONVERGE, IMAGE,
+    };
     use gantry_e2e::{data_dir, free_port, start_postgres, StopPostgresOnDrop};
     use serde_json::json;
 
@@ -340,6 +342,54 @@ async fn nodes_instances_and_releases_show_their_states_and_an_admin_rolls_back(
         2
     );
     let instances_shot = b.screenshot(&shots, "app-instances").await?;
+
+    // The Images section says how to push to the app's repository, and lists what was pushed
+    // (a tag other than `latest`, so the push does not deploy).
+    let repository = format!("127.0.0.1:{port}/{}/hello", admin.team);
+    b.wait_for_text(
+        "[data-test=push-commands]",
+        &format!("docker push {repository}:latest"),
+    )
+    .await?;
+    b.wait_for_text("[data-test=deploy-on-push]", "latest")
+        .await?;
+    let secret = admin
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "push", "team": admin.team, "role": "member"}),
+        )
+        .await?["secret"]
+        .as_str()
+        .context("token secret")?
+        .to_owned();
+    let docker_config = tempfile::tempdir()?;
+    let pushed = format!("{repository}:candidate");
+    docker_as(
+        docker_config.path(),
+        &[
+            "login",
+            &format!("127.0.0.1:{port}"),
+            "-u",
+            &admin.email,
+            "--password-stdin",
+        ],
+        Some(&secret),
+    )?;
+    docker_as(docker_config.path(), &["tag", IMAGE, &pushed], None)?;
+    let push = docker_as(docker_config.path(), &["push", &pushed], None);
+    let _ = docker_as(docker_config.path(), &["rmi", &pushed], None);
+    push?;
+    b.click("[data-test=refresh]").await?;
+    let images = b
+        .wait_for_text("[data-test=images-table]", "candidate")
+        .await?
+        .text()
+        .await?;
+    // The hello image's manifest, config and compressed layer: about 600 kB.
+    assert!(
+        images.contains("sha256:") && images.contains(" kB"),
+        "{images}"
+    );
 
     // Scaling shows on "Refresh" without reloading the page.
     admin.scale("hello", 3).await?;

@@ -4,52 +4,19 @@
 //! server counts the blobs it stores). Every docker command runs with a `DOCKER_CONFIG` of its
 //! own, so the login neither reads nor clobbers the machine's.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context};
-use gantry_e2e::cluster::{start_agent, start_server, Admin, DockerCleanup, Server, IMAGE};
+use anyhow::{ensure, Context};
+use gantry_e2e::cluster::{
+    docker_as, start_agent, start_server, Admin, DockerCleanup, Server, IMAGE,
+};
 use gantry_e2e::{data_dir, free_port, start_postgres, StopPostgresOnDrop};
 use serde_json::json;
 
 /// A line the server logs for each blob it stores.
 const BLOB_STORED: &str = "registry: blob stored";
 const MANIFEST_STORED: &str = "registry: manifest stored";
-
-/// The docker CLI with its own config directory; `stdin` is written to it.
-fn docker_with(config: &Path, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    use std::io::Write;
-    let mut child = Command::new("docker")
-        .args(args)
-        .env("DOCKER_CONFIG", config)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("failed to run the docker CLI")?;
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .context("docker stdin")?
-            .write_all(input.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("docker {args:?} failed: {text}");
-    }
-    Ok(text)
-}
 
 /// Removes the images this test tagged, whatever happens.
 struct RemoveImages(Vec<String>);
@@ -131,22 +98,22 @@ async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -
     let _cleanup = RemoveImages(vec![v1.clone(), v2.clone()]);
 
     // A wrong token is refused at login.
-    let wrong = docker_with(
+    let wrong = docker_as(
         config.path(),
         &["login", &host, "-u", &admin.email, "--password-stdin"],
         Some("gnt_0000000000000000000000000000000000000000000"),
     );
     ensure!(wrong.is_err(), "a wrong token logs in: {wrong:?}");
 
-    let login = docker_with(
+    let login = docker_as(
         config.path(),
         &["login", &host, "-u", &admin.email, "--password-stdin"],
         Some(&secret),
     )?;
     ensure!(login.contains("Login Succeeded"), "{login}");
 
-    docker_with(config.path(), &["tag", IMAGE, &v1], None)?;
-    let pushed = docker_with(config.path(), &["push", &v1], None)?;
+    docker_as(config.path(), &["tag", IMAGE, &v1], None)?;
+    let pushed = docker_as(config.path(), &["push", &v1], None)?;
     eprintln!("first push:\n{pushed}");
     ensure!(pushed.contains("digest: sha256:"), "{pushed}");
     // The manifest is stored (and logged) after every blob it names.
@@ -162,10 +129,10 @@ async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -
     );
 
     // Gone from the engine, then pulled back from Gantry.
-    docker_with(config.path(), &["rmi", &v1], None)?;
-    let pulled = docker_with(config.path(), &["pull", &v1], None)?;
+    docker_as(config.path(), &["rmi", &v1], None)?;
+    let pulled = docker_as(config.path(), &["pull", &v1], None)?;
     ensure!(pulled.contains("Downloaded newer image"), "{pulled}");
-    docker_with(config.path(), &["image", "inspect", &v1], None)?;
+    docker_as(config.path(), &["image", "inspect", &v1], None)?;
 
     // One more layer on top: only it and the new config are uploaded.
     let context = tempfile::tempdir()?;
@@ -175,12 +142,12 @@ async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -
     )?;
     std::fs::write(context.path().join("stamp"), format!("{}\n", port))?;
     let context_path = context.path().to_str().context("utf-8 temp path")?;
-    docker_with(
+    docker_as(
         config.path(),
         &["build", "-q", "-t", &v2, context_path],
         None,
     )?;
-    let pushed = docker_with(config.path(), &["push", &v2], None)?;
+    let pushed = docker_as(config.path(), &["push", &v2], None)?;
     eprintln!("second push:\n{pushed}");
     ensure!(pushed.contains("Layer already exists"), "{pushed}");
     server
@@ -195,8 +162,8 @@ async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -
 
     // Without credentials, nothing is pulled.
     let anonymous = tempfile::tempdir()?;
-    docker_with(config.path(), &["rmi", &v2], None)?;
-    let refused = docker_with(anonymous.path(), &["pull", &v2], None);
+    docker_as(config.path(), &["rmi", &v2], None)?;
+    let refused = docker_as(anonymous.path(), &["pull", &v2], None);
     ensure!(refused.is_err(), "an anonymous pull worked: {refused:?}");
 
     // The tag list, as skopeo or a CI script reads it.
@@ -254,13 +221,13 @@ async fn a_push_deploys_the_app_and_another_team_cannot_run_its_image() -> anyho
     let config = tempfile::tempdir()?;
     let latest = format!("{host}/{}/hello:latest", admin.team);
     let _images = RemoveImages(vec![latest.clone()]);
-    docker_with(
+    docker_as(
         config.path(),
         &["login", &host, "-u", &admin.email, "--password-stdin"],
         Some(&secret),
     )?;
-    docker_with(config.path(), &["tag", IMAGE, &latest], None)?;
-    let pushed = docker_with(config.path(), &["push", &latest], None)?;
+    docker_as(config.path(), &["tag", IMAGE, &latest], None)?;
+    let pushed = docker_as(config.path(), &["push", &latest], None)?;
     let digest = pushed
         .split_whitespace()
         .find(|w| w.starts_with("sha256:"))
@@ -303,7 +270,7 @@ async fn a_push_deploys_the_app_and_another_team_cannot_run_its_image() -> anyho
     admin
         .post(&other_apps, json!({"name": "copy", "port": 8888}))
         .await?;
-    let image_id = docker_with(
+    let image_id = docker_as(
         config.path(),
         &["image", "inspect", "--format", "{{.Id}}", &latest],
         None,

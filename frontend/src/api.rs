@@ -328,6 +328,32 @@ pub async fn instances(team: &str, app: &str) -> ApiResult<Vec<InstanceRow>> {
     get(&path).await
 }
 
+// ---- images ----
+
+/// An app's repository in the built-in registry and its tags (`gantry_common::registry::AppImages`,
+/// with times as text).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AppImagesView {
+    pub registry: String,
+    pub repository: String,
+    pub deploy_on_push: Option<String>,
+    pub tags: Vec<ImageTagRow>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ImageTagRow {
+    pub tag: String,
+    pub digest: String,
+    pub size_bytes: u64,
+    /// RFC 3339, in UTC.
+    pub pushed_at: String,
+}
+
+pub async fn images(team: &str, app: &str) -> ApiResult<AppImagesView> {
+    let path = format!("/api/v1/teams/{}/apps/{}/images", seg(team), seg(app));
+    get(&path).await
+}
+
 // ---- releases ----
 
 /// The columns the dashboard shows of a release (`gantry_common::releases::Release` has more).

@@ -11,14 +11,14 @@ use tokio::sync::OwnedMutexGuard;
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use super::auth::{existing_repo, Who};
+use super::auth::{existing_repo, repo_access, Who};
 use super::error::{
     blob_unknown, digest_invalid, range_invalid, too_large, upload_invalid, upload_unknown,
     RegistryError, RegistryResult,
 };
 use super::path::{Digest, RepoName};
 use super::storage::{AppendError, Running};
-use super::{repository, Params};
+use super::{repository, usage, Params};
 use crate::state::AppState;
 
 /// Blobs are read from disk in pieces this big.
@@ -113,7 +113,7 @@ pub async fn start_upload(
     headers: &HeaderMap,
     body: Body,
 ) -> RegistryResult<Response> {
-    let access = super::auth::repo_access(state, caller, repo, Permission::PushImages).await?;
+    let access = repo_access(state, caller, repo, Permission::PushImages).await?;
     let repo_id = repository::ensure(&state.db, access.team_id, repo).await?;
 
     if let (Some(mount), Some(from)) = (&params.mount, &params.from) {
@@ -138,7 +138,7 @@ pub async fn start_upload(
         let lock = state.registry.storage.session(id);
         let mut held = lock.lock().await;
         let running = state.registry.storage.running(id, &mut held, 0).await?;
-        let running = append(state, id, running, headers, body).await?;
+        let running = append(state, access.team_id, id, running, headers, body).await?;
         return finish(state, repo, repo_id, id, &mut held, running, &expected).await;
     }
     Ok(upload_accepted(StatusCode::ACCEPTED, repo, id, 0))
@@ -191,7 +191,12 @@ pub async fn patch_upload(
     headers: &HeaderMap,
     body: Body,
 ) -> RegistryResult<Response> {
-    let Locked { mut held, size, .. } = lock_upload(state, caller, repo, id).await?;
+    let Locked {
+        team_id,
+        mut held,
+        size,
+        ..
+    } = lock_upload(state, caller, repo, id).await?;
     let chunk = match headers.get(header::CONTENT_RANGE) {
         None => None,
         Some(value) => {
@@ -218,7 +223,7 @@ pub async fn patch_upload(
     };
     let running = state.registry.storage.running(id, &mut held, size).await?;
     let before = running.size;
-    let running = append(state, id, running, headers, body).await?;
+    let running = append(state, team_id, id, running, headers, body).await?;
     if let Some(expected) = chunk {
         if running.size - before != expected {
             // Cut back to the acknowledged size: the next request rebuilds from there.
@@ -249,6 +254,7 @@ pub async fn finish_upload(
     body: Body,
 ) -> RegistryResult<Response> {
     let Locked {
+        team_id,
         repo_id,
         mut held,
         size,
@@ -257,7 +263,7 @@ pub async fn finish_upload(
         digest_invalid("finish an upload with ?digest=sha256:<hex> of the whole blob")
     })?)?;
     let running = state.registry.storage.running(id, &mut held, size).await?;
-    let running = append(state, id, running, &HeaderMap::new(), body).await?;
+    let running = append(state, team_id, id, running, &HeaderMap::new(), body).await?;
     finish(state, repo, repo_id, id, &mut held, running, &expected).await
 }
 
@@ -274,6 +280,7 @@ pub async fn cancel_upload(
 
 /// An upload session of the repository, locked for one request, and its acknowledged size.
 struct Locked {
+    team_id: Uuid,
     repo_id: Uuid,
     held: OwnedMutexGuard<Option<Running>>,
     size: u64,
@@ -285,10 +292,14 @@ async fn lock_upload(
     repo: &RepoName,
     id: Uuid,
 ) -> RegistryResult<Locked> {
-    let repo_id = existing_repo(state, caller, repo, Permission::PushImages).await?;
+    let team_id = repo_access(state, caller, repo, Permission::PushImages)
+        .await?
+        .team_id;
+    let repo_id = repository::find(&state.db, team_id, repo).await?;
     let held = state.registry.storage.session(id).lock_owned().await;
     let size = upload_size(&state.db, repo_id, id).await?;
     Ok(Locked {
+        team_id,
         repo_id,
         held,
         size,
@@ -336,12 +347,25 @@ async fn finish(
 
 async fn append(
     state: &AppState,
+    team_id: Uuid,
     id: Uuid,
     running: Running,
     headers: &HeaderMap,
     body: Body,
 ) -> RegistryResult<Running> {
-    let limit = state.registry.max_blob_bytes;
+    let blob_limit = state.registry.max_blob_bytes;
+    let quota_limit = usage::left(state, team_id)
+        .await?
+        .map(|left| running.size.saturating_add(left));
+    let limit = quota_limit.map_or(blob_limit, |q| q.min(blob_limit));
+    // Over the team's quota rather than over the size of a blob.
+    let refusal = |state: &AppState| {
+        if quota_limit.is_some_and(|q| q < blob_limit) {
+            usage::quota_exceeded(state)
+        } else {
+            too_large(blob_limit)
+        }
+    };
     // A declared length over the limit is refused before a byte is written.
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -349,7 +373,7 @@ async fn append(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| running.size + len > limit) {
         discard(state, id).await?;
-        return Err(too_large(limit));
+        return Err(refusal(state));
     }
     match state
         .registry
@@ -358,9 +382,9 @@ async fn append(
         .await
     {
         Ok(running) => Ok(running),
-        Err(AppendError::TooLarge(limit)) => {
+        Err(AppendError::TooLarge) => {
             discard(state, id).await?;
-            Err(too_large(limit))
+            Err(refusal(state))
         }
         Err(AppendError::Body(e)) => Err(upload_invalid(format!("the upload broke off: {e}"))),
         Err(AppendError::Io(e)) => Err(RegistryError::internal(e)),

@@ -22,6 +22,7 @@ pub mod path;
 pub mod pull_secret;
 mod repository;
 mod storage;
+pub mod usage;
 
 use std::path::PathBuf;
 
@@ -44,16 +45,28 @@ pub struct Registry {
     storage: storage::Storage,
     /// Uploads beyond this size are refused (413).
     max_blob_bytes: u64,
+    /// What each team's blobs may take in all (`None`: no limit).
+    team_quota_bytes: Option<u64>,
     passwords: auth::PasswordCache,
     /// Checks the credentials agents pull with.
     pull_secrets: pull_secret::PullSecrets,
 }
 
 impl Registry {
-    pub fn new(dir: PathBuf, max_blob_bytes: u64, pull_secrets: pull_secret::PullSecrets) -> Self {
+    pub fn team_quota_bytes(&self) -> Option<u64> {
+        self.team_quota_bytes
+    }
+
+    pub fn new(
+        dir: PathBuf,
+        max_blob_bytes: u64,
+        team_quota_bytes: Option<u64>,
+        pull_secrets: pull_secret::PullSecrets,
+    ) -> Self {
         Self {
             storage: storage::Storage::new(dir),
             max_blob_bytes,
+            team_quota_bytes,
             passwords: auth::PasswordCache::default(),
             pull_secrets,
         }

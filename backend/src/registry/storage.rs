@@ -57,8 +57,8 @@ impl Running {
 /// Why an append stopped. The upload is left as it was before the append.
 #[derive(Debug)]
 pub enum AppendError {
-    /// The upload would exceed this many bytes.
-    TooLarge(u64),
+    /// The upload would exceed the limit it was given.
+    TooLarge,
     /// The client's body broke off.
     Body(String),
     Io(std::io::Error),
@@ -165,7 +165,7 @@ impl Storage {
                 let chunk = chunk.map_err(|e| AppendError::Body(e.to_string()))?;
                 running.size += chunk.len() as u64;
                 if running.size > limit {
-                    return Err(AppendError::TooLarge(limit));
+                    return Err(AppendError::TooLarge);
                 }
                 running.hasher.update(&chunk);
                 out.write_all(&chunk).await?;
@@ -262,7 +262,7 @@ mod tests {
             .append(id, two.clone(), Body::from("x".repeat(200)), 100)
             .await
             .unwrap_err();
-        assert!(matches!(err, AppendError::TooLarge(100)));
+        assert!(matches!(err, AppendError::TooLarge));
         assert_eq!(std::fs::metadata(store.upload_path(id)).unwrap().len(), 11);
 
         // After a restart the hash is rebuilt from the file, cut to the acknowledged size.

@@ -77,6 +77,8 @@ pub fn api() -> axum::Router<AppState> {
         .routes(routes!(nodes::maintenance::uncordon))
         .routes(routes!(nodes::maintenance::drain))
         .routes(routes!(registry::gc::collect))
+        .routes(routes!(registry::usage::get))
+        .routes(routes!(registry::images::list))
         .split_for_parts();
     answers::Shared.modify(&mut openapi);
     MergeClosedAllOf.modify(&mut openapi);

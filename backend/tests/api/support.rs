@@ -88,6 +88,7 @@ impl TestApp {
             apps_domain: "localhost".into(),
             registry_dir: registry_dir.path().to_path_buf(),
             registry_max_blob_bytes: 1 << 30,
+            registry_team_quota_bytes: None,
         };
         tweak(&mut config);
         Self::start(config, registry_dir).await

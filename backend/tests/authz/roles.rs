@@ -158,6 +158,8 @@ fn cases(w: &World) -> Vec<Case> {
         case(Viewer, "GET rollout", Method::GET, format!("{web}/rollout"), None, ok, Some(check_rollout)),
         case(Viewer, "GET releases", Method::GET, format!("{web}/releases"), None, ok, Some(check_releases)),
         case(Viewer, "GET release v1", Method::GET, format!("{web}/releases/1"), None, ok, Some(check_release_v1)),
+        case(Viewer, "GET registry usage", Method::GET, format!("{team}/registry"), None, ok, Some(check_registry_usage)),
+        case(Viewer, "GET images", Method::GET, format!("{web}/images"), None, ok, Some(check_images)),
         case(Member, "POST apps", Method::POST, format!("{team}/apps"), Some(json!({"name": "fresh"})), created, Some(check_created_app)),
         case(Member, "PATCH app", Method::PATCH, web.clone(), Some(json!({"replicas": 3})), ok, Some(check_patched_app)),
         case(Member, "PUT config", Method::PUT, format!("{web}/config"),
@@ -185,6 +187,22 @@ fn cases(w: &World) -> Vec<Case> {
         case(Admin, "DELETE member (a member)", Method::DELETE, member_path(w.to_remove.id), None, gone, None),
         case(Owner, "DELETE member (an owner)", Method::DELETE, member_path(w.owner_to_remove.id), None, gone, None),
     ]
+}
+
+fn check_registry_usage(_: Role, body: &Value) {
+    assert_eq!(body["used_bytes"], 0, "{body}");
+    assert_eq!(body["repositories"], json!([]), "{body}");
+}
+
+fn check_images(_: Role, body: &Value) {
+    assert!(
+        body["repository"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{TEAM}/web")),
+        "{body}"
+    );
+    assert_eq!(body["tags"], json!([]), "{body}");
 }
 
 fn check_team(role: Role, body: &Value) {
@@ -389,7 +407,7 @@ async fn role_table(role: Role, via: Via) {
         Role::Viewer => 17,
     };
     assert_eq!(refused, expected_refusals, "{role:?}: refusals");
-    assert_eq!(allowed + refused, 27);
+    assert_eq!(allowed + refused, 29);
 }
 
 #[tokio::test]

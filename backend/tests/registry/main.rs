@@ -16,6 +16,7 @@ mod protocol;
 mod pull_secrets;
 mod roundtrip;
 mod tags;
+mod usage;
 
 use std::path::{Path, PathBuf};
 

@@ -72,6 +72,7 @@ pub fn AppDetail() -> impl IntoView {
             <Overview live/>
             <Instances team name tick/>
             <Releases team name live tick app/>
+            <Images team name tick/>
             <Settings team app=a.clone() tick/>
             <Config team name tick/>
             <Danger team app=a/>
@@ -281,6 +282,81 @@ fn release_cells(r: ReleaseRow) -> Vec<String> {
         r.status.as_str().into(),
         r.reason.unwrap_or_default(),
     ]
+}
+
+/// `1.3 MB`: sizes as `docker images` shows them (powers of 1000).
+fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
+}
+
+fn push_commands(images: &api::AppImagesView) -> String {
+    format!(
+        "docker login {} -u <your e-mail>   # password: an API token\n\
+         docker tag <your image> {repo}:latest\n\
+         docker push {repo}:latest",
+        images.registry,
+        repo = images.repository
+    )
+}
+
+fn image_cells(t: api::ImageTagRow) -> Vec<String> {
+    let hex = t.digest.rsplit(':').next().unwrap_or(&t.digest);
+    vec![
+        t.tag,
+        format!("sha256:{}", hex.get(..12).unwrap_or(hex)),
+        size_text(t.size_bytes),
+        utc_time(&t.pushed_at),
+    ]
+}
+
+/// The app's repository in the built-in registry: how to push to it, and its tags.
+#[component]
+fn Images(team: Signal<String>, name: Signal<String>, tick: RwSignal<u32>) -> impl IntoView {
+    let images = LocalResource::new(move || {
+        tick.track();
+        let (team, name) = (team.get(), name.get());
+        async move { api::images(&team, &name).await }
+    });
+    let heads = &["Tag", "Digest", "Size", "Pushed (UTC)"];
+    let body = move || {
+        let loaded = images.get();
+        let (commands, deploys) = match &loaded {
+            Some(Ok(i)) => (
+                push_commands(i),
+                match &i.deploy_on_push {
+                    Some(tag) => format!("A push of the tag {tag} deploys the app."),
+                    None => "Pushes do not deploy this app (deploy on push is off).".to_owned(),
+                },
+            ),
+            _ => (String::new(), String::new()),
+        };
+        let first_push = match &loaded {
+            Some(Ok(i)) => format!("docker push {}:latest", i.repository),
+            _ => String::new(),
+        };
+        let rows = loaded.map(|r| r.map(|i| i.tags.into_iter().map(image_cells).collect()));
+        let empty = Empty {
+            title: "No images pushed",
+            text: "Log in and push an image to this app's repository, as above:",
+            code: first_push,
+        };
+        view! {
+            <pre data-test="push-commands">{commands}</pre>
+            <p data-test="deploy-on-push">{deploys}</p>
+            {text_table(rows, "images-table", heads, usize::MAX, empty, None)}
+        }
+    };
+    view! {
+        <section aria-labelledby="images-title">
+            <h2 id="images-title">"Images"</h2>
+            {body}
+        </section>
+    }
 }
 
 /// The app's releases, newest first, with "Roll back" on the earlier ones for those who may.
@@ -726,6 +802,32 @@ mod tests {
             rollout_text(&failed),
             "v3 failed: image gantry-hello:9 could not be pulled"
         );
+    }
+
+    #[test]
+    fn image_rows_show_a_short_digest_a_size_and_utc_time() {
+        let row = api::ImageTagRow {
+            tag: "latest".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            size_bytes: 1_300_000,
+            pushed_at: "2026-12-01T10:20:30.123Z".into(),
+        };
+        let cells = image_cells(row);
+        assert_eq!(cells[0], "latest");
+        assert_eq!(cells[1], "sha256:abababababab");
+        assert_eq!(cells[2], "1.3 MB");
+        assert_eq!(size_text(999), "999 B");
+        assert_eq!(size_text(104_857_600), "104.9 MB");
+        let images = api::AppImagesView {
+            registry: "127.0.0.1:8080".into(),
+            repository: "127.0.0.1:8080/acme/web".into(),
+            deploy_on_push: Some("latest".into()),
+            tags: vec![],
+        };
+        let commands = push_commands(&images);
+        assert!(commands.starts_with("docker login 127.0.0.1:8080 -u"));
+        assert!(commands.ends_with("docker push 127.0.0.1:8080/acme/web:latest"));
+        assert_eq!(commands.lines().count(), 3);
     }
 
     #[test]

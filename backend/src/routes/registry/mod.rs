@@ -2,3 +2,5 @@
 //! `crate::registry`).
 
 pub mod gc;
+pub mod images;
+pub mod usage;
