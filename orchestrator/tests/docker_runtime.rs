@@ -345,6 +345,42 @@ async fn an_image_with_a_pull_secret_is_pulled_even_when_the_engine_has_it() {
     }
 }
 
+/// Removing an unused image by id: one that is gone counts as removed; one the engine refuses
+/// to remove (here: it has two names) stays, and says so.
+#[tokio::test]
+async fn an_image_is_removed_only_when_nothing_holds_it() {
+    let rt = runtime().await;
+    let gone = format!("sha256:{}", "0".repeat(64));
+    assert_eq!(rt.remove_image(&gone).await, Ok(true));
+    let second_name = format!("gantry-test-second-name:{}", run_id());
+    let docker = bollard::Docker::connect_with_local_defaults().expect("docker");
+    let (repo, tag) = second_name.split_once(':').unwrap();
+    docker
+        .tag_image(
+            IMAGE,
+            Some(bollard::query_parameters::TagImageOptions {
+                repo: Some(repo.to_owned()),
+                tag: Some(tag.to_owned()),
+            }),
+        )
+        .await
+        .expect("tag the demo image");
+    let id = rt.ensure_image(IMAGE, None).await.expect("the demo image");
+    let kept = rt.remove_image(&id).await;
+    let _ = docker
+        .remove_image(
+            &second_name,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
+    assert_eq!(kept, Ok(false));
+    assert!(
+        rt.ensure_image(IMAGE, None).await.is_ok(),
+        "the demo image is still there"
+    );
+}
+
 #[tokio::test]
 async fn refuses_a_container_without_limits() {
     let rt = runtime().await;

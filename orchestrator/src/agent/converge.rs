@@ -5,15 +5,18 @@
 //! slow stop never holds up the start of other instances.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_common::agent::{DesiredInstance, ObservedInstance};
 use gantry_common::cluster::InstanceState;
+use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::images::{self, ImageUse};
 use super::plan::{self, create_backoff, CreateError, Step, Tracked};
 use crate::runtime::{
     labels, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
@@ -48,6 +51,12 @@ pub struct Converger<R> {
     /// Stops under way, by container id.
     stopping: HashMap<String, JoinHandle<()>>,
     http: reqwest::Client,
+    /// When the node's instances last used each image, and where that is kept (none: images
+    /// are never removed).
+    image_use: ImageUse,
+    image_use_file: Option<PathBuf>,
+    /// When images were last looked at for removal.
+    images_checked: Option<Instant>,
 }
 
 impl<R: ContainerRuntime> Converger<R> {
@@ -61,6 +70,9 @@ impl<R: ContainerRuntime> Converger<R> {
             containers: HashMap::new(),
             leaving: HashSet::new(),
             stopping: HashMap::new(),
+            image_use: ImageUse::default(),
+            image_use_file: None,
+            images_checked: None,
             http: reqwest::Client::builder()
                 .timeout(PROBE_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
@@ -97,8 +109,17 @@ impl<R: ContainerRuntime> Converger<R> {
 
     /// One pass. Engine errors are logged and retried next pass; they never end the agent.
     ///
+    /// Removes images no instance of this node has used for a day ([`images`]), keeping when
+    /// each was last used in `file` (across restarts).
+    pub fn collect_images(mut self, file: PathBuf) -> Self {
+        self.image_use = ImageUse::load(&file);
+        self.image_use_file = Some(file);
+        self
+    }
+
     /// # Guarantees
-    /// Touches only containers labelled `gantry.node=<this node>`.
+    /// Touches only containers labelled `gantry.node=<this node>`, and only images such
+    /// containers ran.
     pub async fn pass(&mut self) -> Result<Vec<ObservedInstance>, RuntimeError> {
         let now = Instant::now();
         self.stopping.retain(|_, handle| !handle.is_finished());
@@ -120,6 +141,8 @@ impl<R: ContainerRuntime> Converger<R> {
             containers.retain(|c| c.id != id);
             containers.extend(self.runtime.inspect(&id).await?);
         }
+        // After this pass's creations: the images they run are in use.
+        self.tend_images(&containers, now).await;
         self.leaving.clear();
         self.containers.clear();
         for c in containers {
@@ -134,6 +157,44 @@ impl<R: ContainerRuntime> Converger<R> {
         }
         self.probe(&desired, |_| true).await;
         Ok(self.observed(&desired))
+    }
+
+    /// Records which images the node's containers use, and once an hour removes those unused
+    /// for a day. Failures are logged: an image left behind is retried an hour later.
+    async fn tend_images(&mut self, containers: &[ContainerInfo], now: Instant) {
+        let Some(file) = self.image_use_file.clone() else {
+            return;
+        };
+        let unix = OffsetDateTime::now_utc().unix_timestamp();
+        let in_use: HashSet<&str> = containers
+            .iter()
+            .filter_map(|c| c.image_id.as_deref())
+            .collect();
+        let mut changed = self.image_use.record(in_use.iter().copied(), unix);
+        let due = self
+            .images_checked
+            .is_none_or(|at| now.duration_since(at) >= images::EVERY);
+        if due {
+            self.images_checked = Some(now);
+            for id in self.image_use.stale(&in_use, unix) {
+                match self.runtime.remove_image(&id).await {
+                    Ok(removed) => {
+                        if removed {
+                            tracing::info!(image = %id, "removed image {id}: unused for a day");
+                        }
+                        // In use by a container that is not ours: not ours to remove.
+                        self.image_use.forget(&id);
+                    }
+                    Err(e) => tracing::warn!(image = %id, "failed to remove image {id}: {e}"),
+                }
+            }
+            changed = true;
+        }
+        if changed {
+            if let Err(e) = self.image_use.save(&file) {
+                tracing::warn!("failed to save {}: {e}", file.display());
+            }
+        }
     }
 
     /// Between passes, while instances start up: probes only those (no engine calls), so an
@@ -409,6 +470,46 @@ mod tests {
             image: image.into(),
             ..plan::tests::desired(n)
         }
+    }
+
+    #[tokio::test]
+    async fn images_unused_for_a_day_are_removed_and_those_in_use_or_recent_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("images.json");
+        let long_ago = OffsetDateTime::now_utc().unix_timestamp() - 2 * 24 * 3600;
+        std::fs::write(
+            &file,
+            format!(r#"{{"last_used":{{"sha256:old":{long_ago},"sha256:busy":{long_ago}}}}}"#),
+        )
+        .unwrap();
+        let fake = Arc::new(FakeRuntime::new());
+        fake.set_image_id("hello:1", "sha256:busy");
+        let mut agent = Converger::new(fake.clone(), "n1".into(), "127.0.0.1".into())
+            .collect_images(file.clone());
+        agent.set_desired(1, vec![desired(1, "hello:1")]);
+        agent.pass().await.unwrap();
+        let removed: Vec<Call> = fake
+            .take_calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::RemoveImage(_)))
+            .collect();
+        // The running instance's image stays (and is now recent); the old one goes.
+        assert_eq!(removed, vec![Call::RemoveImage("sha256:old".into())]);
+        let kept = ImageUse::load(&file);
+        assert!(kept
+            .stale(&HashSet::new(), long_ago + 3 * 24 * 3600)
+            .contains(&"sha256:busy".to_owned()));
+        assert!(!kept
+            .stale(&HashSet::new(), long_ago + 3 * 24 * 3600)
+            .contains(&"sha256:old".to_owned()));
+
+        // Within the hour, nothing more is looked at, even once the instance is gone.
+        agent.set_desired(2, vec![]);
+        agent.pass().await.unwrap();
+        assert!(!fake
+            .take_calls()
+            .iter()
+            .any(|c| matches!(c, Call::RemoveImage(_))));
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@
 pub mod connection;
 pub mod converge;
 pub mod identity;
+pub mod images;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -74,7 +75,8 @@ pub async fn run<R: ContainerRuntime>(config: AgentConfig, runtime: Arc<R>) -> a
         .map_err(|e| anyhow::anyhow!("failed to read the node's capacity: {e}"))?;
     let (desired_tx, desired_rx) = watch::channel::<Desired>(None);
     let (observed_tx, observed_rx) = watch::channel::<Observed>(None);
-    let converger = converge::Converger::new(runtime, config.name.clone(), config.address.clone());
+    let converger = converge::Converger::new(runtime, config.name.clone(), config.address.clone())
+        .collect_images(config.state_dir.join("images.json"));
     let converging = tokio::spawn(converge_forever(converger, desired_rx, observed_tx));
     let result =
         connection::connect_forever(&config, identity, capacity, desired_tx, observed_rx).await;

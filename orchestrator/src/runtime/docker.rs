@@ -20,7 +20,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    ListNetworksOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    ListNetworksOptions, RemoveContainerOptions, RemoveImageOptions, StartContainerOptions,
+    StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
@@ -352,6 +353,20 @@ impl ContainerRuntime for DockerRuntime {
         match self.docker.remove_container(id, Some(remove)).await {
             Ok(()) => Ok(()),
             Err(err) if status_of(&err) == Some(404) => Ok(()),
+            Err(err) => Err(engine_error(err)),
+        }
+    }
+
+    async fn remove_image(&self, id: &str) -> RuntimeResult<bool> {
+        // Not forced: an image some container still uses (409) stays.
+        match self
+            .docker
+            .remove_image(id, None::<RemoveImageOptions>, None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if status_of(&err) == Some(404) => Ok(true),
+            Err(err) if status_of(&err) == Some(409) => Ok(false),
             Err(err) => Err(engine_error(err)),
         }
     }

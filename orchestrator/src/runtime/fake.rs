@@ -19,6 +19,7 @@ pub enum Call {
     Run(String),
     Start(String),
     Remove(String),
+    RemoveImage(String),
 }
 
 #[derive(Default)]
@@ -168,6 +169,16 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
+    async fn remove_image(&self, id: &str) -> RuntimeResult<bool> {
+        let mut inner = self.lock();
+        inner.calls.push(Call::RemoveImage(id.to_owned()));
+        let in_use = inner
+            .containers
+            .values()
+            .any(|c| c.image_id.as_deref() == Some(id));
+        Ok(!in_use)
+    }
+
     async fn inspect(&self, id: &str) -> RuntimeResult<Option<ContainerInfo>> {
         Ok(self.lock().containers.get(id).cloned())
     }
@@ -201,6 +212,7 @@ pub fn count(calls: &[Call]) -> HashMap<&'static str, usize> {
             Call::Run(_) => "run",
             Call::Start(_) => "start",
             Call::Remove(_) => "remove",
+            Call::RemoveImage(_) => "remove_image",
         };
         *counts.entry(kind).or_default() += 1;
     }

@@ -131,6 +131,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// callers run it beside their other work.
     fn remove(&self, id: &str, grace: Duration) -> impl Future<Output = RuntimeResult<()>> + Send;
 
+    /// Removes an image by id unless a container (any, ours or not) uses it; true when it
+    /// is gone (removed now or before), false when it is in use.
+    fn remove_image(&self, id: &str) -> impl Future<Output = RuntimeResult<bool>> + Send;
+
     /// One container as the engine shows it now; `None` when it is gone.
     fn inspect(
         &self,
