@@ -390,6 +390,13 @@ async fn nodes_instances_and_releases_show_their_states_and_an_admin_rolls_back(
         images.contains("sha256:") && images.contains(" kB"),
         "{images}"
     );
+    // The apps page says what the team's images take.
+    b.open(&format!("{base}/teams/{}/apps", admin.team)).await?;
+    b.wait_for_text("[data-test=registry-usage]", "kB used")
+        .await?;
+    b.open(&page).await?;
+    b.wait_for_text("[data-test=instances-table]", "ready")
+        .await?;
 
     // Scaling shows on "Refresh" without reloading the page.
     admin.scale("hello", 3).await?;

@@ -349,6 +349,18 @@ pub struct ImageTagRow {
     pub pushed_at: String,
 }
 
+/// What the team's images take (`gantry_common::registry::TeamRegistryUsage` without the
+/// repositories).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RegistryUsage {
+    pub used_bytes: u64,
+    pub quota_bytes: Option<u64>,
+}
+
+pub async fn registry_usage(team: &str) -> ApiResult<RegistryUsage> {
+    get(&format!("/api/v1/teams/{}/registry", seg(team))).await
+}
+
 pub async fn images(team: &str, app: &str) -> ApiResult<AppImagesView> {
     let path = format!("/api/v1/teams/{}/apps/{}/images", seg(team), seg(app));
     get(&path).await

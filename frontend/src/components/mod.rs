@@ -6,4 +6,4 @@ pub mod table;
 
 pub use feedback::{EmptyState, ErrorBox, Loading};
 pub use frame::Frame;
-pub use table::{rows_resource, text_table, Action, Empty, Rows};
+pub use table::{rows_resource, size_text, text_table, Action, Empty, Rows};

@@ -77,3 +77,13 @@ pub fn text_table(
         .into_any(),
     }
 }
+
+/// `1.3 MB`: sizes as `docker images` shows them (powers of 1000).
+pub fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
+}

@@ -19,7 +19,7 @@ use leptos_router::NavigateOptions;
 use super::param;
 use crate::api::{self, ApiResult, App, ReleaseRow, RolloutView};
 use crate::components::{
-    rows_resource, text_table, Action, Empty, EmptyState, ErrorBox, Frame, Loading,
+    rows_resource, size_text, text_table, Action, Empty, EmptyState, ErrorBox, Frame, Loading,
 };
 use crate::session::use_session;
 
@@ -282,16 +282,6 @@ fn release_cells(r: ReleaseRow) -> Vec<String> {
         r.status.as_str().into(),
         r.reason.unwrap_or_default(),
     ]
-}
-
-/// `1.3 MB`: sizes as `docker images` shows them (powers of 1000).
-fn size_text(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
-        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
-        b => format!("{b} B"),
-    }
 }
 
 fn push_commands(images: &api::AppImagesView) -> String {

@@ -8,7 +8,7 @@ use leptos_router::components::A;
 
 use super::param;
 use crate::api;
-use crate::components::{EmptyState, ErrorBox, Frame, Loading};
+use crate::components::{size_text, EmptyState, ErrorBox, Frame, Loading};
 use crate::session::use_session;
 
 #[component]
@@ -20,6 +20,19 @@ pub fn Apps() -> impl IntoView {
         async move { api::apps(&team).await }
     });
     let can_write = move || session.can(&team.get(), Permission::WriteApps);
+    let usage = LocalResource::new(move || {
+        let team = team.get();
+        async move { api::registry_usage(&team).await }
+    });
+    // What the team's images take in the built-in registry (nothing while it loads or fails).
+    let storage = move || {
+        usage.get().and_then(Result::ok).map(|u| {
+            let quota = u
+                .quota_bytes
+                .map_or_else(String::new, |q| format!(" of {}", size_text(q)));
+            format!("Registry storage: {} used{quota}", size_text(u.used_bytes))
+        })
+    };
 
     let list = move || {
         match apps.get() {
@@ -79,6 +92,7 @@ pub fn Apps() -> impl IntoView {
                 <CreateAppForm team on_created=move || apps.refetch()/>
             </Show>
             {list}
+            <p class="muted" data-test="registry-usage">{storage}</p>
         </Frame>
     }
 }
