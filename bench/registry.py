@@ -7,6 +7,7 @@ medians. Everything it starts is stopped, and every image it tags removed, on ex
 """
 
 import json
+import resource
 import os
 import shutil
 import signal
@@ -75,11 +76,16 @@ class Server:
         return 0.0
 
     def measure(self, *command, env=None):
+        """Wall time, the server's CPU and peak RSS, and the client's own CPU (the docker CLI's
+        or skopeo's; dockerd's work is in neither)."""
         self.reset_peak()
+        client0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu0, t0 = self.cpu(), time.perf_counter()
         run(*command, env=env)
         wall = time.perf_counter() - t0
-        return wall, self.cpu() - cpu0, self.peak_rss_mib()
+        client1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = (client1.ru_utime - client0.ru_utime) + (client1.ru_stime - client0.ru_stime)
+        return wall, self.cpu() - cpu0, self.peak_rss_mib(), client
 
 
 def build_image(tag, layers, size, work):
@@ -200,8 +206,8 @@ def main():
             print(f"round {r + 1}/{rounds} done", file=sys.stderr)
 
         print(f"\n{rounds} rounds, medians (spread min–max of wall time); server CPU and peak RSS during the operation\n")
-        print("| operation | image | gantry wall | reference wall | ratio | gantry CPU | reference CPU | gantry peak RSS | reference peak RSS |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| operation | image | gantry wall | reference wall | ratio | gantry CPU | reference CPU | gantry peak RSS | reference peak RSS | client CPU (g / r) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for op in ["docker push", "docker pull", "skopeo push", "skopeo pull"]:
             for image in IMAGES:
                 g = results[(op, image, "gantry")]
@@ -211,7 +217,8 @@ def main():
                 print(
                     f"| {op} | {image} | {med(g, 0):.2f} s ({spread(g)}) | {med(ref, 0):.2f} s ({spread(ref)}) "
                     f"| {med(g, 0) / med(ref, 0):.2f}× | {med(g, 1) * 1000:.0f} ms | {med(ref, 1) * 1000:.0f} ms "
-                    f"| {med(g, 2):.0f} MiB | {med(ref, 2):.0f} MiB |"
+                    f"| {med(g, 2):.0f} MiB | {med(ref, 2):.0f} MiB "
+                    f"| {med(g, 3) * 1000:.0f} / {med(ref, 3) * 1000:.0f} ms |"
                 )
     finally:
         for p in procs:
