@@ -34,7 +34,8 @@ impl Drop for RemoveImages {
 }
 
 /// A `gantry server` on a private Postgres, its first account, and a member API token of that
-/// account's team. Dropped in order: the server, then its Postgres, then the directory.
+/// account's team. Dropped in the order of its fields: the server, then its Postgres, then the
+/// directory Postgres lived in.
 struct World {
     server: Server,
     _pg: StopPostgresOnDrop,
@@ -79,18 +80,17 @@ async fn world() -> anyhow::Result<World> {
 #[tokio::test]
 async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -> anyhow::Result<()>
 {
-    // Every field is bound: what a `..` leaves would be dropped (Postgres stopped) at once.
+    // Borrowed, not moved out: `world` drops as a whole at the end, in its fields' order.
+    let mut world = world().await?;
     let World {
-        mut server,
-        _pg,
-        dir: _dir,
-        admin,
-        secret,
+        ref mut server,
+        ref admin,
+        ref secret,
         port,
-        router_port: _,
-        host,
-        base,
-    } = world().await?;
+        ref host,
+        ref base,
+        ..
+    } = world;
     let config = tempfile::tempdir()?;
     let repo = format!("{host}/{}/hello", admin.team);
     let v1 = format!("{repo}:v1");
@@ -100,15 +100,15 @@ async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -
     // A wrong token is refused at login.
     let wrong = docker_as(
         config.path(),
-        &["login", &host, "-u", &admin.email, "--password-stdin"],
+        &["login", host, "-u", &admin.email, "--password-stdin"],
         Some("gnt_0000000000000000000000000000000000000000000"),
     );
     ensure!(wrong.is_err(), "a wrong token logs in: {wrong:?}");
 
     let login = docker_as(
         config.path(),
-        &["login", &host, "-u", &admin.email, "--password-stdin"],
-        Some(&secret),
+        &["login", host, "-u", &admin.email, "--password-stdin"],
+        Some(secret),
     )?;
     ensure!(login.contains("Login Succeeded"), "{login}");
 
@@ -185,17 +185,17 @@ async fn docker_login_push_pull_and_a_second_push_uploads_only_the_new_layer() -
 #[tokio::test]
 async fn a_push_deploys_the_app_and_another_team_cannot_run_its_image() -> anyhow::Result<()> {
     let run = format!("{:x}", std::process::id());
+    let world = world().await?;
     let World {
-        server: _server,
-        _pg,
-        dir,
-        admin,
-        secret,
+        ref dir,
+        ref admin,
+        ref secret,
         port,
         router_port,
-        host,
-        base,
-    } = world().await?;
+        ref host,
+        ref base,
+        ..
+    } = world;
     let other_team = format!("rb-{run}");
     let _cleanup = (
         DockerCleanup {
@@ -207,7 +207,7 @@ async fn a_push_deploys_the_app_and_another_team_cannot_run_its_image() -> anyho
     );
     let join = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
     let join = join["token"].as_str().context("join token")?.to_owned();
-    let _agent = start_agent(&base, &join, &format!("rg-{run}"), "z0", dir.path())?;
+    let _agent = start_agent(base, &join, &format!("rg-{run}"), "z0", dir.path())?;
     admin.wait_nodes_ready(1).await?;
 
     let apps = format!("/api/v1/teams/{}/apps", admin.team);
@@ -223,8 +223,8 @@ async fn a_push_deploys_the_app_and_another_team_cannot_run_its_image() -> anyho
     let _images = RemoveImages(vec![latest.clone()]);
     docker_as(
         config.path(),
-        &["login", &host, "-u", &admin.email, "--password-stdin"],
-        Some(&secret),
+        &["login", host, "-u", &admin.email, "--password-stdin"],
+        Some(secret),
     )?;
     docker_as(config.path(), &["tag", IMAGE, &latest], None)?;
     let pushed = docker_as(config.path(), &["push", &latest], None)?;
