@@ -18,7 +18,7 @@ use super::error::{
 };
 use super::path::{Digest, RepoName};
 use super::storage::{AppendError, Running};
-use super::{repository, usage, Params};
+use super::{header_value, repository, usage, Params};
 use crate::state::AppState;
 
 /// Blobs are read from disk in pieces this big.
@@ -471,10 +471,6 @@ fn upload_location(repo: &RepoName, id: Uuid) -> String {
 /// `0-<last byte>`; an empty upload is `0-0`, as the reference registry says it.
 fn range_header(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))
-}
-
-fn header_value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).expect("registry header values are ASCII")
 }
 
 /// `Content-Range` of a chunk: `<start>-<end>`, inclusive (`bytes ` and `/<total>` tolerated).

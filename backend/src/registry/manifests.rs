@@ -13,7 +13,7 @@ use super::error::{
     digest_invalid, manifest_invalid, manifest_unknown, RegistryError, RegistryResult,
 };
 use super::path::{Digest, Reference, RepoName};
-use super::repository;
+use super::{header_value, repository};
 use crate::state::AppState;
 
 /// The spec lets a registry refuse manifests over 4 MiB.
@@ -210,9 +210,9 @@ pub async fn put(
     let h = res.headers_mut();
     h.insert(
         header::LOCATION,
-        value(&format!("/v2/{repo}/manifests/{digest}")),
+        header_value(&format!("/v2/{repo}/manifests/{digest}")),
     );
-    h.insert("docker-content-digest", value(digest.as_str()));
+    h.insert("docker-content-digest", header_value(digest.as_str()));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
     Ok(res)
 }
@@ -256,10 +256,10 @@ pub async fn get(
         Response::new(Body::from(content))
     };
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, value(&media_type));
+    h.insert(header::CONTENT_TYPE, header_value(&media_type));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert("docker-content-digest", value(&digest));
-    h.insert(header::ETAG, value(&format!("\"{digest}\"")));
+    h.insert("docker-content-digest", header_value(&digest));
+    h.insert(header::ETAG, header_value(&format!("\"{digest}\"")));
     Ok(res)
 }
 
@@ -292,10 +292,6 @@ pub async fn delete(
     }
     tracing::info!(repository = %repo, reference = %reference, "registry: manifest deleted");
     Ok(StatusCode::ACCEPTED.into_response())
-}
-
-fn value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]

@@ -193,3 +193,9 @@ async fn dispatch(
 fn method_not_allowed(method: &Method) -> RegistryError {
     unsupported(format!("{method} is not supported on this endpoint"))
 }
+
+/// Registry header values are ASCII: digests, paths of checked names, the four manifest media
+/// types, numbers.
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).expect("registry header values are ASCII")
+}
