@@ -12,6 +12,7 @@ use gantry_orchestrator::agent::connection::plain_and_remote;
 use gantry_orchestrator::agent::identity;
 use gantry_orchestrator::agent::{self, AgentConfig};
 use gantry_orchestrator::runtime::docker::DockerRuntime;
+use gantry_orchestrator::runtime::LogLimit;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 
@@ -56,6 +57,26 @@ pub struct AgentArgs {
     /// the router or other machines must reach the instances directly.
     #[arg(long, env = "GANTRY_NODE_ADDRESS", default_value = "127.0.0.1")]
     pub address: IpAddr,
+
+    /// The most log lines (in MiB) kept for the server while it is unreachable; beyond it the
+    /// oldest are dropped and counted.
+    #[arg(long, env = "GANTRY_AGENT_LOG_BUFFER_MIB", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub log_buffer_mib: u32,
+
+    /// How much output the engine keeps of each container on this node's disk, in KiB (in two
+    /// files of this size each; the oldest lines go first).
+    #[arg(long, env = "GANTRY_CONTAINER_LOG_KIB", default_value_t = 10 * 1024,
+          value_parser = clap::value_parser!(u32).range(16..=1024 * 1024))]
+    pub container_log_kib: u32,
+}
+
+/// Two files of `kib` each, as `--container-log-kib` says.
+fn container_logs(kib: u32) -> LogLimit {
+    LogLimit {
+        file_bytes: u64::from(kib) * 1024,
+        files: 2,
+    }
 }
 
 /// `zone=a,disk=ssd` → {zone: a, disk: ssd}.
@@ -115,6 +136,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir.unwrap_or_else(default_state_dir),
         address: args.address.to_string(),
         labels: parse_labels(&args.labels)?,
+        log_buffer_bytes: args.log_buffer_mib as usize * 1024 * 1024,
+        container_logs: container_logs(args.container_log_kib),
     };
     tracing::info!(node.name = %name, "agent for node {name} starting; server {}", config.server);
     tokio::select! {
@@ -165,6 +188,8 @@ pub async fn spawn_local(db: &PgPool, server: String, data_dir: &Path) -> anyhow
         state_dir,
         address: "127.0.0.1".into(),
         labels: BTreeMap::new(),
+        log_buffer_bytes: 8 * 1024 * 1024,
+        container_logs: LogLimit::default(),
     };
     tokio::spawn(async move {
         if let Err(e) = agent::run(config, Arc::new(runtime)).await {

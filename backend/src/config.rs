@@ -68,6 +68,16 @@ pub struct ServerArgs {
     /// What each team's images may take in the registry, in MiB (0: no limit).
     #[arg(long, env = "GANTRY_REGISTRY_TEAM_QUOTA_MIB", default_value_t = 0)]
     pub registry_team_quota_mib: u64,
+
+    /// How many days apps' logs and events are kept (a team may keep less).
+    #[arg(long, env = "GANTRY_LOG_RETENTION_DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub log_retention_days: u32,
+
+    /// Live streams (logs, metrics) one user may have open at once.
+    #[arg(long, env = "GANTRY_STREAMS_PER_USER", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub streams_per_user: u32,
 }
 
 /// The server's configuration once checked.
@@ -90,6 +100,8 @@ pub struct Config {
     pub registry_max_blob_bytes: u64,
     /// `None`: teams may store any amount.
     pub registry_team_quota_bytes: Option<u64>,
+    pub log_retention_days: u32,
+    pub streams_per_user: u32,
 }
 
 impl Config {
@@ -127,6 +139,8 @@ impl Config {
             registry_max_blob_bytes: args.registry_max_blob_mib.saturating_mul(1024 * 1024),
             registry_team_quota_bytes: (args.registry_team_quota_mib > 0)
                 .then(|| args.registry_team_quota_mib.saturating_mul(1024 * 1024)),
+            log_retention_days: args.log_retention_days,
+            streams_per_user: args.streams_per_user,
         })
     }
 }

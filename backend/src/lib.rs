@@ -35,6 +35,8 @@ pub mod dashboard;
 pub mod embedded_pg;
 pub mod error;
 pub mod extract;
+pub mod live;
+pub mod logs;
 pub mod registry;
 pub mod releases;
 pub mod rollouts;

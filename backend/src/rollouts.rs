@@ -223,6 +223,11 @@ async fn execute(
             if started > 0 {
                 let r = release(id)?;
                 tracing::info!(app.id = %app.id, release.version = r.version, "rolling out v{} of app {}", r.version, app.name);
+                let text = format!(
+                    "release v{} created by {} ({}): rolling out {}",
+                    r.version, r.actor, r.cause, r.image
+                );
+                event(state, app, Some(r.version), text).await;
             }
         }
         Step::Progress { release: id, ready } => {
@@ -262,6 +267,11 @@ async fn execute(
             if activated == 1 {
                 tx.commit().await?;
                 tracing::info!(app.id = %app.id, release.version = r.version, "v{} of app {} is active", r.version, app.name);
+                let text = format!(
+                    "release v{} is active: all its instances are ready",
+                    r.version
+                );
+                event(state, app, Some(r.version), text).await;
             }
         }
         Step::Supersede { release: id, by } => {
@@ -293,6 +303,8 @@ async fn execute(
             if failed > 0 {
                 let r = release(id)?;
                 tracing::warn!(app.id = %app.id, release.version = r.version, "rollout of v{} of app {} failed: {reason}", r.version, app.name);
+                let text = format!("rollout of release v{} failed: {reason}", r.version);
+                event(state, app, Some(r.version), text).await;
             }
         }
     }
@@ -354,4 +366,16 @@ pub async fn progress(state: &AppState, app: &AppInfo) -> ApiResult<Option<Rollo
         deadline_at,
         finished_at: newest.finished_at,
     }))
+}
+
+/// Records a rollout event in the app's log.
+async fn event(state: &AppState, app: &AppInfo, release: Option<i32>, text: String) {
+    let event = crate::logs::events::Event {
+        team_id: app.team_id,
+        app_id: app.id,
+        release,
+        instance: None,
+        text,
+    };
+    crate::logs::events::record(&state.db, &state.logs.hub, vec![event]).await;
 }

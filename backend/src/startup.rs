@@ -86,12 +86,14 @@ impl Application {
             public_port: app_port,
             ..RouterConfig::default()
         });
+        let log_hub = Arc::new(crate::logs::LogHub::default());
         let embedded = Arc::new(EmbeddedCluster::new(
             db.clone(),
             Sealer::new(&config.secret_key),
             PullSecrets::new(&config.secret_key),
             config.node_timeout,
             app_router.clone(),
+            log_hub.clone(),
         ));
         let state = AppState(Arc::new(App {
             db: db.clone(),
@@ -112,7 +114,12 @@ impl Application {
             ),
             rollouts: Notify::new(),
             routes: Notify::new(),
+            logs: crate::logs::Logs::new(log_hub, config.log_retention_days),
+            live: crate::live::LiveGate::new(config.streams_per_user),
         }));
+        crate::logs::partitions::maintain(&db, config.log_retention_days)
+            .await
+            .context("failed to prepare the log table's partitions")?;
         releases::legacy::adopt_legacy_deploys(&state)
             .await
             .context("failed to turn deploys made before releases into releases")?;
@@ -120,6 +127,7 @@ impl Application {
         tokio::spawn(rollouts::run_forever(state.clone()));
         tokio::spawn(routing::run_forever(state.clone()));
         tokio::spawn(crate::registry::gc::run_daily(state.clone()));
+        tokio::spawn(crate::logs::partitions::run_hourly(state.clone()));
 
         let store = PostgresStore::new(db.clone());
         tokio::spawn(

@@ -50,6 +50,10 @@ pub struct App {
     pub rollouts: Notify,
     /// Wakes the route sync (an app was created or deleted, or its port changed).
     pub routes: Notify,
+    /// Apps' logs and events: retention and the live fan-out.
+    pub logs: crate::logs::Logs,
+    /// Open live streams per user.
+    pub live: crate::live::LiveGate,
 }
 
 impl App {

@@ -22,11 +22,18 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::cluster::{InstanceState, NodeResources};
+use crate::logs::LogStream;
 
 /// Bumped on any change an older peer would misread. 2: node credentials, environments,
 /// releases, stop orders and image digests. 3: pull secrets for the built-in registry's images
-/// (an older agent would run such an image from its engine's cache without pulling it).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// (an older agent would run such an image from its engine's cache without pulling it). 4: log
+/// shipping (logs, log cursors and their acknowledgements).
+pub const PROTOCOL_VERSION: u32 = 4;
+
+/// The most lines an agent puts in one [`AgentMessage::Logs`] batch.
+pub const MAX_LOG_BATCH_LINES: usize = 1000;
+/// The longest line shipped, in bytes; longer lines are cut (at a character boundary).
+pub const MAX_LOG_LINE_BYTES: usize = 8 * 1024;
 
 /// The user name that goes with a [`PullSecret`] (the secret itself says which node and instance).
 pub const PULL_USER: &str = "gantry-node";
@@ -65,6 +72,16 @@ pub enum AgentMessage {
         generation: u64,
         instances: Vec<ObservedInstance>,
     },
+    /// Lines the node's containers wrote, oldest first, each numbered per instance. The server
+    /// stores them, skips those it already has, and answers [`ServerMessage::LogsAck`]. Until
+    /// then the agent keeps them and sends them again after a reconnect.
+    Logs {
+        lines: Vec<ShippedLine>,
+        /// Lines the agent had to drop since its last batch (its buffer was full while the
+        /// server was unreachable), per instance.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        dropped: BTreeMap<Uuid, u64>,
+    },
 }
 
 /// Server → agent.
@@ -82,6 +99,38 @@ pub enum ServerMessage {
         generation: u64,
         instances: Vec<DesiredInstance>,
     },
+    /// Sent after `Welcome`: the last line the server holds of each instance on this node. The
+    /// agent reads its containers' logs from there, so a restarted agent neither loses nor
+    /// repeats lines.
+    LogCursors {
+        instances: BTreeMap<Uuid, LogCursor>,
+    },
+    /// The lines of a `Logs` batch are stored: per instance, the last line the server holds.
+    LogsAck {
+        instances: BTreeMap<Uuid, LogCursor>,
+    },
+}
+
+/// The last line of an instance a side holds: its number and when it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCursor {
+    pub seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+}
+
+/// One line a container wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippedLine {
+    pub instance: Uuid,
+    /// Numbered from 1 per instance, without gaps but for lines dropped.
+    pub seq: u64,
+    /// The engine's timestamp of the line.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: OffsetDateTime,
+    /// `stdout` or `stderr`.
+    pub stream: LogStream,
+    pub line: String,
 }
 
 /// Everything an agent needs to run one instance of a release, or to stop it.

@@ -10,6 +10,7 @@
 //! - [`cluster`]: REST bodies of the embedded cluster: nodes, join tokens, deploys, scaling,
 //!   instances and their states, and the checked `ImageRef`.
 //! - [`agent`]: the versioned agent protocol (server ↔ node agent) over a websocket.
+//! - [`logs`]: log lines and platform events, their history pages and live frames.
 //! - [`releases`]: releases, their statuses, rollout strategies and progress.
 //! - [`routes`]: the router's view of an app (release sets, weights, endpoints, counters).
 //! - [`error`]: the single error body every API error uses.
@@ -18,6 +19,7 @@ pub mod agent;
 pub mod api;
 pub mod cluster;
 pub mod error;
+pub mod logs;
 pub mod names;
 pub mod registry;
 pub mod releases;

@@ -11,10 +11,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use bollard::query_parameters::{InspectContainerOptions, StopContainerOptions};
+use futures_util::StreamExt;
 use gantry_common::agent::{Env, PullSecret};
+use gantry_common::logs::LogStream;
 use gantry_orchestrator::runtime::docker::DockerRuntime;
 use gantry_orchestrator::runtime::{
-    labels, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
+    labels, ContainerRuntime, ContainerSpec, ContainerStatus, LogLimit, RuntimeError,
 };
 
 const IMAGE: &str = "gantry-hello:latest";
@@ -189,6 +191,7 @@ async fn runs_lists_and_removes_a_hardened_container() {
         cpu_millis: 250,
         memory_mib: 64,
         pids_limit: 64,
+        log_limit: LogLimit::default(),
     };
     let container = rt.run(&spec).await.unwrap();
 
@@ -397,7 +400,113 @@ async fn refuses_a_container_without_limits() {
         cpu_millis: 0,
         memory_mib: 64,
         pids_limit: 64,
+        log_limit: LogLimit::default(),
     };
     assert!(matches!(rt.run(&spec).await, Err(RuntimeError::Engine(_))));
     assert_eq!(rt.list(TEST_LABEL, &id).await.unwrap(), vec![]);
+}
+
+/// The size on disk of a container's log files (the engine's json-file, and its rotations).
+async fn log_bytes_on_disk(rt: &DockerRuntime, id: &str) -> u64 {
+    let details = rt
+        .client()
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    let path = std::path::PathBuf::from(details.log_path.expect("a json-file log path"));
+    let dir = path.parent().expect("the container's directory");
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::read_dir(dir)
+        .expect("the container's directory (these tests run as root, beside the engine)")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&name))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// A container of the demo image that prints `lines` numbered lines of 200 bytes at once.
+fn chatty(id: &str, lines: u32, log_limit: LogLimit) -> ContainerSpec {
+    ContainerSpec {
+        name: format!("gantry-test-{id}"),
+        image: IMAGE.to_owned(),
+        labels: test_labels(id),
+        env: Env(BTreeMap::from([
+            ("LOG_LINES".to_owned(), lines.to_string()),
+            ("LOG_LINE_BYTES".to_owned(), "200".to_owned()),
+        ])),
+        port: Some(8888),
+        host_ip: "127.0.0.1".to_owned(),
+        network: "bridge".to_owned(),
+        cpu_millis: 500,
+        memory_mib: 64,
+        pids_limit: 64,
+        log_limit,
+    }
+}
+
+/// Reads a container's output until `line <last>`; the lines' numbers in the order they came.
+async fn numbers_until(rt: &DockerRuntime, container: &str, last: u32) -> Vec<u32> {
+    let mut output = rt.follow_output(container, 0);
+    let mut numbers = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while numbers.last() != Some(&last) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = tokio::time::timeout(left, output.next())
+            .await
+            .unwrap_or_else(|_| panic!("line {last} within a minute; got {}", numbers.len()))
+            .expect("the stream stays open while the container runs")
+            .expect("a line");
+        assert_eq!(line.stream, LogStream::Stdout);
+        if let Some(n) = line.text.strip_prefix("line ") {
+            numbers.push(n.split(' ').next().unwrap().parse().unwrap());
+        }
+    }
+    numbers
+}
+
+#[tokio::test]
+async fn output_is_followed_in_order() {
+    let rt = runtime().await;
+    let id = run_id();
+    let _cleanup = Cleanup { id: id.clone() };
+    let container = rt
+        .run(&chatty(&id, 2000, LogLimit::default()))
+        .await
+        .unwrap();
+    let numbers = numbers_until(&rt, &container, 2000).await;
+    assert_eq!(numbers, (1..=2000).collect::<Vec<_>>());
+    rt.remove(&container, Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn output_on_disk_is_capped() {
+    let rt = runtime().await;
+    let id = run_id();
+    let _cleanup = Cleanup { id: id.clone() };
+    let limit = LogLimit {
+        file_bytes: 64 * 1024,
+        files: 2,
+    };
+    // 20,000 lines of 200 bytes: 4 MB written, far more than the 128 KiB kept.
+    let container = rt.run(&chatty(&id, 20_000, limit)).await.unwrap();
+    let cap = limit.file_bytes * u64::from(limit.files);
+    let mut most = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        most = most.max(log_bytes_on_disk(&rt, &container).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The oldest lines went; the newest are kept.
+    let kept = numbers_until(&rt, &container, 20_000).await;
+    assert!(
+        most <= cap + 16 * 1024,
+        "the engine kept up to {most} bytes of output, more than the {cap} cap"
+    );
+    assert!(
+        kept.len() < 1000 && kept[0] > 19_000,
+        "kept {} lines from {}",
+        kept.len(),
+        kept[0]
+    );
+    rt.remove(&container, Duration::from_secs(1)).await.unwrap();
 }

@@ -34,6 +34,7 @@ use super::{hub, EMBEDDED_CLUSTER};
 use crate::audit;
 use crate::auth::tokens;
 use crate::error::{unauthorized, ApiResult};
+use crate::logs;
 use crate::state::AppState;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -217,6 +218,10 @@ async fn serve(state: AppState, socket: WebSocket, admission: Admission) -> anyh
         );
         let welcome = serde_json::to_string(&ServerMessage::Welcome { node_id })?;
         sink.send(Message::Text(welcome.into())).await?;
+        // Where each of its instances' logs stand here, so the agent reads on from there.
+        let cursors = logs::store::cursors_of_node(&state.db, node_id).await?;
+        let cursors = serde_json::to_string(&ServerMessage::LogCursors { instances: cursors })?;
+        sink.send(Message::Text(cursors.into())).await?;
         let (tx, mut rx) = mpsc::channel(hub::QUEUE);
         let session = state.embedded.hub.attach(node_id, tx);
         state.embedded.kick();
@@ -347,6 +352,11 @@ async fn relay(
                         record_observed(state, node_id, generation, &instances).await?;
                         state.embedded.kick();
                     }
+                    Ok(AgentMessage::Logs { lines, dropped }) => {
+                        let held = logs::store::store_batch(state, node_id, lines, dropped).await?;
+                        let ack = serde_json::to_string(&ServerMessage::LogsAck { instances: held })?;
+                        sink.send(Message::Text(ack.into())).await?;
+                    }
                     Ok(AgentMessage::Hello { .. }) => tracing::warn!("ignored a second hello"),
                     Err(e) => {
                         let reason = format!("unreadable message for agent protocol {PROTOCOL_VERSION}: {e}");
@@ -391,22 +401,32 @@ async fn record_observed(
     instances: &[ObservedInstance],
 ) -> anyhow::Result<()> {
     let mut tx = state.db.begin().await?;
+    let mut events = Vec::new();
     for i in instances {
         // Once taken out, an instance shows as draining or stopping whatever its container
         // does; the first image id reported for a set pins the image of all its instances.
-        sqlx::query(
-            "WITH updated AS (
-                 UPDATE instances SET
+        let change: Option<Change> = sqlx::query_as(
+            "WITH old AS (
+                 SELECT id, state, restarts FROM instances
+                 WHERE id = $1 AND node_id = $2 FOR UPDATE),
+             updated AS (
+                 UPDATE instances i SET
                      state = CASE desired WHEN 'stop' THEN 'stopping'
                                           WHEN 'drain' THEN 'draining' ELSE $3 END,
                      reason = $4, host_port = $5, restarts = $6, last_exit_code = $7,
                      started_at = $8, updated_at = now()
-                 WHERE id = $1 AND node_id = $2
-                 RETURNING release_id, desired)
-             UPDATE release_sets s SET image_digest = $9
-             FROM updated u
-             WHERE s.release_id = u.release_id AND u.desired = 'run'
-               AND s.image_digest IS NULL AND $9::text IS NOT NULL",
+                 FROM old WHERE i.id = old.id
+                 RETURNING i.release_id, i.desired, i.team_id, i.app_id, i.state, i.restarts,
+                           old.state AS old_state, old.restarts AS old_restarts),
+             digest AS (
+                 UPDATE release_sets s SET image_digest = $9
+                 FROM updated u
+                 WHERE s.release_id = u.release_id AND u.desired = 'run'
+                   AND s.image_digest IS NULL AND $9::text IS NOT NULL)
+             SELECT u.team_id, u.app_id, u.state, u.restarts, u.old_state, u.old_restarts,
+                    (SELECT s.version FROM release_sets s WHERE s.release_id = u.release_id)
+                        AS release
+             FROM updated u",
         )
         .bind(i.id)
         .bind(node_id)
@@ -417,8 +437,9 @@ async fn record_observed(
         .bind(i.last_exit_code)
         .bind(i.started_at)
         .bind(i.image_id.as_deref())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        events.extend(change.and_then(|c| c.event(i)));
     }
     let reported: Vec<Uuid> = instances.iter().map(|i| i.id).collect();
     sqlx::query(
@@ -433,7 +454,51 @@ async fn record_observed(
     .await?;
     tx.commit().await?;
     state.embedded.changed();
+    logs::events::record(&state.db, &state.logs.hub, events).await;
     Ok(())
+}
+
+/// An instance's row before and after an observation.
+#[derive(sqlx::FromRow)]
+struct Change {
+    team_id: Uuid,
+    app_id: Uuid,
+    state: String,
+    restarts: i32,
+    old_state: String,
+    old_restarts: i32,
+    release: Option<i32>,
+}
+
+impl Change {
+    /// The event it makes in the app's log, if it changed anything worth one.
+    fn event(self, observed: &ObservedInstance) -> Option<logs::events::Event> {
+        let id = observed.id;
+        let text = if self.restarts > self.old_restarts {
+            let exit = observed.last_exit_code.map_or(String::new(), |code| {
+                format!(" after exiting with code {code}")
+            });
+            format!("instance {id} restarted{exit} ({} restarts)", self.restarts)
+        } else if self.state != self.old_state {
+            let why = observed
+                .reason
+                .as_deref()
+                .map_or(String::new(), |r| format!(": {r}"));
+            format!(
+                "instance {id} is {} (was {}){why}",
+                self.state, self.old_state
+            )
+        } else {
+            return None;
+        };
+        Some(logs::events::Event {
+            team_id: self.team_id,
+            app_id: self.app_id,
+            release: self.release,
+            instance: Some(id),
+            text,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,8 @@ pub struct EmbeddedCluster {
     draining: Mutex<HashMap<Uuid, u64>>,
     /// Signs the credentials agents pull the built-in registry's images with.
     pull_secrets: PullSecrets,
+    /// Where events of instances and nodes reach the apps' live log viewers.
+    pub log_hub: Arc<crate::logs::LogHub>,
 }
 
 impl EmbeddedCluster {
@@ -87,8 +89,10 @@ impl EmbeddedCluster {
         pull_secrets: PullSecrets,
         node_timeout: Duration,
         gate: Arc<dyn TrafficGate>,
+        log_hub: Arc<crate::logs::LogHub>,
     ) -> Self {
         Self {
+            log_hub,
             db,
             sealer,
             pull_secrets,

@@ -15,6 +15,7 @@
 //! A crash between any two steps is harmless: nothing outside the transaction happened yet, and
 //! pushing desired sets is itself level-based.
 
+use crate::logs::events::Event;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,8 +104,11 @@ pub async fn pass(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
         .execute(&mut *tx)
         .await?;
     let mut changed = false;
+    let mut events = Vec::new();
     if cluster.started_at.elapsed() >= cluster.node_timeout {
-        changed |= mark_down(&mut tx, cluster.node_timeout).await?;
+        let (down, lost) = mark_down(&mut tx, cluster.node_timeout).await?;
+        changed |= down;
+        events = lost;
     }
     let (wrote, drained) = plan_and_place(&mut tx, cluster).await?;
     changed |= wrote;
@@ -122,6 +126,7 @@ pub async fn pass(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
     tx.commit()
         .await
         .context("failed to commit the reconcile pass")?;
+    crate::logs::events::record(&cluster.db, &cluster.log_hub, events).await;
     for node in removed {
         cluster.hub.close(node, super::REMOVED);
     }
@@ -164,8 +169,11 @@ async fn finish_removals(tx: &mut Transaction<'_, Postgres>) -> anyhow::Result<V
     Ok(removed.into_iter().map(|(id, _)| id).collect())
 }
 
-/// Returns whether a node was marked down.
-async fn mark_down(tx: &mut Transaction<'_, Postgres>, timeout: Duration) -> anyhow::Result<bool> {
+/// Returns whether a node was marked down, and the events of the instances lost with it.
+async fn mark_down(
+    tx: &mut Transaction<'_, Postgres>,
+    timeout: Duration,
+) -> anyhow::Result<(bool, Vec<Event>)> {
     let down: Vec<(Uuid, String)> = sqlx::query_as(
         "UPDATE nodes SET down = true
          WHERE cluster_id = $1 AND NOT down AND last_seen_at < now() - make_interval(secs => $2)
@@ -175,22 +183,38 @@ async fn mark_down(tx: &mut Transaction<'_, Postgres>, timeout: Duration) -> any
     .bind(timeout.as_secs_f64())
     .fetch_all(&mut **tx)
     .await?;
+    let mut events = Vec::new();
     for (id, name) in &down {
-        let lost = sqlx::query(
-            "UPDATE instances SET desired = 'stop', state = 'lost', reason = $2, updated_at = now()
-             WHERE node_id = $1 AND desired IN ('run', 'drain')",
-        )
-        .bind(id)
-        .bind(format!(
+        let reason = format!(
             "node {name} is down (no heartbeat for {}s)",
             timeout.as_secs()
-        ))
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        tracing::warn!(node.id = %id, "node {name} ({id}) is down; {lost} instances lost and being replaced");
+        );
+        let lost: Vec<(Uuid, Uuid, Uuid, Option<i32>)> = sqlx::query_as(
+            "UPDATE instances i SET desired = 'stop', state = 'lost', reason = $2,
+                 updated_at = now()
+             WHERE node_id = $1 AND desired IN ('run', 'drain')
+             RETURNING i.id, i.team_id, i.app_id,
+                 (SELECT s.version FROM release_sets s WHERE s.release_id = i.release_id)",
+        )
+        .bind(id)
+        .bind(&reason)
+        .fetch_all(&mut **tx)
+        .await?;
+        tracing::warn!(node.id = %id, "node {name} ({id}) is down; {} instances lost and being replaced", lost.len());
+        events.extend(
+            lost.into_iter()
+                .map(|(instance, team_id, app_id, release)| Event {
+                    team_id,
+                    app_id,
+                    release,
+                    instance: Some(instance),
+                    text: format!(
+                        "instance {instance} lost: {reason}; a replacement is placed elsewhere"
+                    ),
+                }),
+        );
     }
-    Ok(!down.is_empty())
+    Ok((!down.is_empty(), events))
 }
 
 /// Plans every set, takes instances out, advances drains and places instances. Returns whether

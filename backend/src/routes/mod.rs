@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod health;
+pub mod logs;
 pub mod members;
 pub mod nodes;
 pub mod openapi;
@@ -79,6 +80,8 @@ pub fn api() -> axum::Router<AppState> {
         .routes(routes!(registry::gc::collect))
         .routes(routes!(registry::usage::get))
         .routes(routes!(registry::images::list))
+        .routes(routes!(logs::history::list))
+        .routes(routes!(logs::stream::stream))
         .split_for_parts();
     answers::Shared.modify(&mut openapi);
     MergeClosedAllOf.modify(&mut openapi);

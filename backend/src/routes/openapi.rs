@@ -25,6 +25,7 @@ use super::health;
         (name = "workloads", description = "Deploys, scaling, strategies, instances, routes and rollouts"),
         (name = "releases", description = "An app's numbered releases, and rollback"),
         (name = "nodes", description = "Worker nodes of the embedded cluster (platform admins)"),
+        (name = "logs", description = "Apps' logs and platform events: history with search, and live streams (websockets)"),
         (name = "registry", description = "The built-in registry's views and housekeeping (the registry itself is the OCI distribution API at /v2/)"),
     )
 )]

@@ -358,6 +358,11 @@ async fn a_node_joins_and_is_cordoned_drained_and_uncordoned_by_name() {
 
     agent.send(&hello("node-a")).await;
     assert!(matches!(agent.next().await, ServerMessage::Welcome { .. }));
+    // Where the server's logs of the node's instances end: none yet.
+    match agent.next().await {
+        ServerMessage::LogCursors { instances } => assert!(instances.is_empty()),
+        other => panic!("expected the log cursors, got {other:?}"),
+    }
     match agent.next().await {
         ServerMessage::Desired { instances, .. } => assert_eq!(instances, []),
         other => panic!("expected the (empty) desired set, got {other:?}"),

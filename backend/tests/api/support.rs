@@ -89,6 +89,8 @@ impl TestApp {
             registry_dir: registry_dir.path().to_path_buf(),
             registry_max_blob_bytes: 1 << 30,
             registry_team_quota_bytes: None,
+            log_retention_days: 7,
+            streams_per_user: 16,
         };
         tweak(&mut config);
         Self::start(config, registry_dir).await

@@ -160,6 +160,10 @@ fn cases(w: &World) -> Vec<Case> {
         case(Viewer, "GET release v1", Method::GET, format!("{web}/releases/1"), None, ok, Some(check_release_v1)),
         case(Viewer, "GET registry usage", Method::GET, format!("{team}/registry"), None, ok, Some(check_registry_usage)),
         case(Viewer, "GET images", Method::GET, format!("{web}/images"), None, ok, Some(check_images)),
+        case(Viewer, "GET logs", Method::GET, format!("{web}/logs"), None, ok, Some(check_logs)),
+        // A plain GET of the websocket: past the access check, it is told to upgrade.
+        case(Viewer, "GET logs stream", Method::GET, format!("{web}/logs/stream"), None,
+             StatusCode::BAD_REQUEST, Some(check_stream_wants_an_upgrade)),
         case(Member, "POST apps", Method::POST, format!("{team}/apps"), Some(json!({"name": "fresh"})), created, Some(check_created_app)),
         case(Member, "PATCH app", Method::PATCH, web.clone(), Some(json!({"replicas": 3})), ok, Some(check_patched_app)),
         case(Member, "PUT config", Method::PUT, format!("{web}/config"),
@@ -192,6 +196,15 @@ fn cases(w: &World) -> Vec<Case> {
 fn check_registry_usage(_: Role, body: &Value) {
     assert_eq!(body["used_bytes"], 0, "{body}");
     assert_eq!(body["repositories"], json!([]), "{body}");
+}
+
+fn check_logs(_: Role, body: &Value) {
+    assert!(body["items"].is_array(), "{body}");
+}
+
+fn check_stream_wants_an_upgrade(_: Role, body: &Value) {
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("websocket"), "{body}");
 }
 
 fn check_images(_: Role, body: &Value) {
@@ -407,7 +420,7 @@ async fn role_table(role: Role, via: Via) {
         Role::Viewer => 17,
     };
     assert_eq!(refused, expected_refusals, "{role:?}: refusals");
-    assert_eq!(allowed + refused, 29);
+    assert_eq!(allowed + refused, 31);
 }
 
 #[tokio::test]

@@ -13,6 +13,11 @@
 //! The environment: `PORT` (8888 by default), `GREETING` (`Hello, 世界` when unset or empty) and
 //! `GANTRY_RELEASE`, each at most [`MAX_VAR_BYTES`]; a bad value stops it at start with a message.
 //!
+//! For log tests and benchmarks it can also print numbered lines to stdout, beside serving:
+//! `LOG_LINES` of them (`line 1`, `line 2`, …; none by default), one every `LOG_INTERVAL_MS`
+//! milliseconds (0, the default: as fast as stdout takes them), each padded with dots to
+//! `LOG_LINE_BYTES` (at most 64 KiB) when set.
+//!
 //! # Connections
 //!
 //! It listens on `0.0.0.0:$PORT` with one thread per connection, at most [`MAX_CONNECTIONS`] at
@@ -98,6 +103,10 @@ fn main() -> ExitCode {
     let local = listener.local_addr().unwrap_or(addr);
     // Ignore a closed stdout rather than panic: logging is not worth dying for.
     let _ = writeln!(io::stdout(), "hello: listening on {local}");
+    if config.chatter.lines > 0 {
+        let chatter = config.chatter;
+        thread::spawn(move || chatter.print(&mut io::stdout()));
+    }
     serve(listener, Arc::new(app), Timeouts::DEFAULT);
     ExitCode::SUCCESS
 }
@@ -111,6 +120,44 @@ struct Config {
     greeting: String,
     /// `GANTRY_RELEASE`: Gantry sets it to the release's version (`v3`).
     release: Option<String>,
+    chatter: Chatter,
+}
+
+/// The numbered lines to print (`LOG_LINES`, `LOG_INTERVAL_MS`, `LOG_LINE_BYTES`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Chatter {
+    lines: u64,
+    interval_ms: u64,
+    line_bytes: usize,
+}
+
+/// The longest `LOG_LINE_BYTES`.
+const MAX_LINE_BYTES: u64 = 64 * 1024;
+
+impl Chatter {
+    /// `line <n>`, padded with dots to `line_bytes`.
+    fn line(&self, n: u64) -> String {
+        let mut line = format!("line {n}");
+        if line.len() < self.line_bytes {
+            line.push(' ');
+            while line.len() < self.line_bytes {
+                line.push('.');
+            }
+        }
+        line
+    }
+
+    fn print(self, out: &mut impl Write) {
+        for n in 1..=self.lines {
+            if writeln!(out, "{}", self.line(n)).is_err() {
+                return;
+            }
+            if self.interval_ms > 0 {
+                thread::sleep(Duration::from_millis(self.interval_ms));
+            }
+        }
+        let _ = out.flush();
+    }
 }
 
 impl Config {
@@ -128,11 +175,34 @@ impl Config {
         };
         let greeting = text_var(&var, "GREETING")?.unwrap_or_else(|| DEFAULT_GREETING.to_owned());
         let release = text_var(&var, "GANTRY_RELEASE")?;
+        let chatter = Chatter {
+            lines: number_var(&var, "LOG_LINES", u64::MAX)?,
+            interval_ms: number_var(&var, "LOG_INTERVAL_MS", 3_600_000)?,
+            line_bytes: number_var(&var, "LOG_LINE_BYTES", MAX_LINE_BYTES)? as usize,
+        };
         Ok(Config {
             port,
             greeting,
             release,
+            chatter,
         })
+    }
+}
+
+/// A whole number up to `max`; unset or empty is 0.
+fn number_var(
+    var: &impl Fn(&str) -> Result<String, VarError>,
+    name: &str,
+    max: u64,
+) -> Result<u64, String> {
+    match text_var(var, name)? {
+        None => Ok(0),
+        Some(s) => s
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| format!("{name} must be a whole number from 0 to {max}, not {s:?}")),
     }
 }
 
@@ -798,6 +868,25 @@ mod tests {
         assert_eq!(custom.greeting, "Howdy from box1\n");
     }
 
+    #[test]
+    fn prints_numbered_lines_padded_as_asked() {
+        let chatter = config(&[("LOG_LINES", "3"), ("LOG_LINE_BYTES", "12")])
+            .unwrap()
+            .chatter;
+        let mut out = Vec::new();
+        chatter.print(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "line 1 .....\nline 2 .....\nline 3 .....\n"
+        );
+        assert_eq!(Chatter::default().line(42), "line 42");
+        assert!(config(&[("LOG_LINES", "-1")])
+            .unwrap_err()
+            .contains("LOG_LINES"));
+        assert!(config(&[("LOG_LINE_BYTES", "65537")]).is_err());
+        assert!(config(&[("LOG_INTERVAL_MS", "x")]).is_err());
+    }
+
     /// `Config::parse` over a table instead of the process environment, which tests share.
     fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
         let vars: HashMap<String, String> = vars
@@ -815,6 +904,7 @@ mod tests {
                 port: DEFAULT_PORT,
                 greeting: DEFAULT_GREETING.to_owned(),
                 release: None,
+                chatter: Chatter::default(),
             })
         );
         let set = config(&[
@@ -828,6 +918,7 @@ mod tests {
                 port: 9000,
                 greeting: "Hi".to_owned(),
                 release: Some("v7".to_owned()),
+                chatter: Chatter::default(),
             })
         );
         let empty = config(&[("GREETING", ""), ("GANTRY_RELEASE", "")]).unwrap();

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::Connector;
 
 use super::identity::{self, Identity};
+use super::logs::LogShipper;
 use super::{AgentConfig, Desired, Observed};
 use crate::runtime::Capacity;
 
@@ -99,12 +100,21 @@ fn tls_connector() -> anyhow::Result<Connector> {
     Ok(Connector::Rustls(Arc::new(config)))
 }
 
+/// What a session passes between the server and the agent's other tasks.
+pub struct Channels {
+    /// Desired sets from the server, to the converger.
+    pub desired: watch::Sender<Desired>,
+    /// Observations from the converger, to the server.
+    pub observed: watch::Receiver<Observed>,
+    /// Log lines from the followers, to the server.
+    pub logs: LogShipper,
+}
+
 pub async fn connect_forever(
     config: &AgentConfig,
     mut identity: Identity,
     capacity: Capacity,
-    desired: watch::Sender<Desired>,
-    mut observed: watch::Receiver<Observed>,
+    mut channels: Channels,
 ) -> anyhow::Result<()> {
     let url = connect_url(&config.server)?;
     let connector = if url.starts_with("wss://") {
@@ -119,16 +129,7 @@ pub async fn connect_forever(
             url: &url,
             connector: connector.clone(),
         };
-        match session(
-            config,
-            &mut identity,
-            link,
-            capacity,
-            &desired,
-            &mut observed,
-        )
-        .await
-        {
+        match session(config, &mut identity, link, capacity, &mut channels).await {
             Ended::Refused(reason) => bail!("the server refused this agent: {reason}"),
             Ended::Dropped(e) => {
                 if started.elapsed() >= HEALTHY_SESSION {
@@ -156,9 +157,13 @@ async fn session(
     identity: &mut Identity,
     link: Link<'_>,
     capacity: Capacity,
-    desired: &watch::Sender<Desired>,
-    observed: &mut watch::Receiver<Observed>,
+    channels: &mut Channels,
 ) -> Ended {
+    let Channels {
+        desired,
+        observed,
+        logs,
+    } = channels;
     let url = link.url;
     let mut request = match url.into_client_request() {
         Ok(r) => r,
@@ -218,7 +223,28 @@ async fn session(
     // The server gets our current observation at once: after a reconnect it learns the state
     // of every instance without waiting for a change.
     observed.mark_changed();
+    // Lines sent on a lost connection may not have been stored: they go again.
+    logs.connected();
+    let ended = relay(config, identity, &mut tx, &mut rx, desired, observed, logs).await;
+    logs.disconnected();
+    ended
+}
 
+/// Relays messages both ways until the connection ends.
+async fn relay<Tx, Rx>(
+    config: &AgentConfig,
+    identity: &mut Identity,
+    tx: &mut Tx,
+    rx: &mut Rx,
+    desired: &watch::Sender<Desired>,
+    observed: &mut watch::Receiver<Observed>,
+    logs: &LogShipper,
+) -> Ended
+where
+    Tx: SinkExt<Message> + Unpin,
+    Tx::Error: std::error::Error + Send + Sync + 'static,
+    Rx: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
     let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECONDS));
     let mut last_heard = Instant::now();
     loop {
@@ -251,6 +277,8 @@ async fn session(
                         tracing::debug!(generation, "desired set {generation}: {} instances", instances.len());
                         desired.send_replace(Some((generation, instances)));
                     }
+                    Ok(ServerMessage::LogCursors { instances }) => logs.set_cursors(instances),
+                    Ok(ServerMessage::LogsAck { instances }) => logs.ack(&instances),
                     Err(e) => {
                         return Ended::Refused(format!(
                             "the server sent a message this agent (protocol {PROTOCOL_VERSION}) does not understand: {e}; upgrade the agent"
@@ -264,7 +292,15 @@ async fn session(
                 }
                 let report = observed.borrow_and_update().clone();
                 if let Some((generation, instances)) = report {
-                    if let Err(e) = send(&mut tx, &AgentMessage::Observed { generation, instances }).await {
+                    if let Err(e) = send(tx, &AgentMessage::Observed { generation, instances }).await {
+                        return Ended::Dropped(e);
+                    }
+                }
+            }
+            () = logs.wake.notified() => {
+                while let Some(batch) = logs.next_batch() {
+                    let message = AgentMessage::Logs { lines: batch.lines, dropped: batch.dropped };
+                    if let Err(e) = send(tx, &message).await {
                         return Ended::Dropped(e);
                     }
                 }
@@ -273,7 +309,7 @@ async fn session(
                 if last_heard.elapsed() > SERVER_SILENCE {
                     return Ended::Dropped(anyhow::anyhow!("no word from the server for {SERVER_SILENCE:?}"));
                 }
-                if let Err(e) = send(&mut tx, &AgentMessage::Heartbeat).await {
+                if let Err(e) = send(tx, &AgentMessage::Heartbeat).await {
                     return Ended::Dropped(e);
                 }
             }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::images::{self, ImageUse};
 use super::plan::{self, create_backoff, CreateError, Step, Tracked};
 use crate::runtime::{
-    labels, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
+    labels, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, LogLimit, RuntimeError,
 };
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -57,6 +57,10 @@ pub struct Converger<R> {
     image_use_file: Option<PathBuf>,
     /// When images were last looked at for removal.
     images_checked: Option<Instant>,
+    /// Every container of this node as of the last pass (for the log followers).
+    on_node: Vec<ContainerInfo>,
+    /// How much output the engine keeps per container.
+    log_limit: LogLimit,
 }
 
 impl<R: ContainerRuntime> Converger<R> {
@@ -73,6 +77,8 @@ impl<R: ContainerRuntime> Converger<R> {
             image_use: ImageUse::default(),
             image_use_file: None,
             images_checked: None,
+            on_node: Vec::new(),
+            log_limit: LogLimit::default(),
             http: reqwest::Client::builder()
                 .timeout(PROBE_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
@@ -111,6 +117,17 @@ impl<R: ContainerRuntime> Converger<R> {
     ///
     /// Removes images no instance of this node has used for a day ([`images`]), keeping when
     /// each was last used in `file` (across restarts).
+    /// How much output the engine keeps of each container it creates.
+    pub fn limit_logs(mut self, limit: LogLimit) -> Self {
+        self.log_limit = limit;
+        self
+    }
+
+    /// Every container of this node as of the last pass, ours to follow the output of.
+    pub fn on_node(&self) -> &[ContainerInfo] {
+        &self.on_node
+    }
+
     pub fn collect_images(mut self, file: PathBuf) -> Self {
         self.image_use = ImageUse::load(&file);
         self.image_use_file = Some(file);
@@ -124,6 +141,7 @@ impl<R: ContainerRuntime> Converger<R> {
         let now = Instant::now();
         self.stopping.retain(|_, handle| !handle.is_finished());
         let containers = self.runtime.list(labels::NODE, &self.node).await?;
+        self.on_node.clone_from(&containers);
         let Some((_, desired)) = self.desired.clone() else {
             return Ok(Vec::new());
         };
@@ -141,6 +159,7 @@ impl<R: ContainerRuntime> Converger<R> {
             containers.retain(|c| c.id != id);
             containers.extend(self.runtime.inspect(&id).await?);
         }
+        self.on_node.clone_from(&containers);
         // After this pass's creations: the images they run are in use.
         self.tend_images(&containers, now).await;
         self.leaving.clear();
@@ -391,6 +410,7 @@ impl<R: ContainerRuntime> Converger<R> {
                 cpu_millis: d.cpu_millis,
                 memory_mib: d.memory_mib,
                 pids_limit: PIDS_LIMIT,
+                log_limit: self.log_limit,
             })
             .await?;
         tracing::debug!(

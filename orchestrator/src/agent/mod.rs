@@ -13,6 +13,7 @@ pub mod connection;
 pub mod converge;
 pub mod identity;
 pub mod images;
+pub mod logs;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use gantry_common::agent::{DesiredInstance, ObservedInstance};
 use tokio::sync::watch;
 
-use crate::runtime::ContainerRuntime;
+use crate::runtime::{ContainerInfo, ContainerRuntime, LogLimit};
 
 /// How often the converger runs a pass without being asked (for crash restarts and probes).
 const PASS_INTERVAL: Duration = Duration::from_secs(1);
@@ -43,6 +44,10 @@ pub struct AgentConfig {
     /// The address instance ports are published on and probed at.
     pub address: String,
     pub labels: BTreeMap<String, String>,
+    /// The most bytes of log lines kept for the server while it is unreachable.
+    pub log_buffer_bytes: usize,
+    /// How much output the engine keeps of each container on the node's disk.
+    pub container_logs: LogLimit,
 }
 
 /// The latest desired set, tagged with its generation.
@@ -60,6 +65,8 @@ impl std::fmt::Debug for AgentConfig {
             .field("state_dir", &self.state_dir)
             .field("address", &self.address)
             .field("labels", &self.labels)
+            .field("log_buffer_bytes", &self.log_buffer_bytes)
+            .field("container_logs", &self.container_logs)
             .finish()
     }
 }
@@ -75,12 +82,31 @@ pub async fn run<R: ContainerRuntime>(config: AgentConfig, runtime: Arc<R>) -> a
         .map_err(|e| anyhow::anyhow!("failed to read the node's capacity: {e}"))?;
     let (desired_tx, desired_rx) = watch::channel::<Desired>(None);
     let (observed_tx, observed_rx) = watch::channel::<Observed>(None);
-    let converger = converge::Converger::new(runtime, config.name.clone(), config.address.clone())
-        .collect_images(config.state_dir.join("images.json"));
-    let converging = tokio::spawn(converge_forever(converger, desired_rx, observed_tx));
-    let result =
-        connection::connect_forever(&config, identity, capacity, desired_tx, observed_rx).await;
+    let (on_node_tx, on_node_rx) = watch::channel::<Vec<ContainerInfo>>(Vec::new());
+    let shipper = logs::LogShipper::new(config.log_buffer_bytes);
+    let converger =
+        converge::Converger::new(runtime.clone(), config.name.clone(), config.address.clone())
+            .limit_logs(config.container_logs)
+            .collect_images(config.state_dir.join("images.json"));
+    let converging = tokio::spawn(converge_forever(
+        converger,
+        desired_rx,
+        observed_tx,
+        on_node_tx,
+    ));
+    let following = tokio::spawn(logs::follow_containers(
+        runtime,
+        shipper.clone(),
+        on_node_rx,
+    ));
+    let channels = connection::Channels {
+        desired: desired_tx,
+        observed: observed_rx,
+        logs: shipper,
+    };
+    let result = connection::connect_forever(&config, identity, capacity, channels).await;
     converging.abort();
+    following.abort();
     result
 }
 
@@ -88,6 +114,7 @@ async fn converge_forever<R: ContainerRuntime>(
     mut converger: converge::Converger<R>,
     mut desired: watch::Receiver<Desired>,
     observed: watch::Sender<Observed>,
+    on_node: watch::Sender<Vec<ContainerInfo>>,
 ) {
     let publish = |converger: &converge::Converger<R>, instances: Vec<ObservedInstance>| {
         if let Some(generation) = converger.generation() {
@@ -109,6 +136,13 @@ async fn converge_forever<R: ContainerRuntime>(
             Ok(instances) => publish(&converger, instances),
             Err(e) => tracing::warn!("convergence pass failed (retrying): {e}"),
         }
+        on_node.send_if_modified(|last| {
+            let changed = last.as_slice() != converger.on_node();
+            if changed {
+                last.clone_from(&converger.on_node().to_vec());
+            }
+            changed
+        });
         // Until the next pass: a new desired set, or the interval; meanwhile instances that
         // are starting up are probed often.
         let next_pass = tokio::time::Instant::now() + PASS_INTERVAL;

@@ -13,25 +13,27 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
-    HostConfig, NetworkCreateRequest, PortBinding, PortMap,
+    HostConfig, HostConfigLogConfig, NetworkCreateRequest, PortBinding, PortMap,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    ListNetworksOptions, RemoveContainerOptions, RemoveImageOptions, StartContainerOptions,
-    StopContainerOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
+    StartContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 use gantry_common::agent::{PullSecret, PULL_USER};
+use gantry_common::logs::LogStream;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{
-    Capacity, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
-    RuntimeResult,
+    Capacity, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, OutputLine,
+    RuntimeError, RuntimeResult,
 };
 
 /// Where bollard connects when `DOCKER_HOST` is unset (on Unix).
@@ -379,6 +381,32 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
+    fn follow_output(
+        &self,
+        id: &str,
+        since: i64,
+    ) -> futures_util::stream::BoxStream<'static, RuntimeResult<OutputLine>> {
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            since: i32::try_from(since).unwrap_or(0),
+            timestamps: true,
+            ..Default::default()
+        };
+        self.docker
+            .logs(id, Some(options))
+            .map(|frame| match frame {
+                Ok(LogOutput::StdOut { message }) => Ok(output_line(LogStream::Stdout, &message)),
+                Ok(LogOutput::StdErr { message }) => Ok(output_line(LogStream::Stderr, &message)),
+                // A tty container has one stream; Gantry creates none, but read it as stdout.
+                Ok(LogOutput::Console { message }) => Ok(output_line(LogStream::Stdout, &message)),
+                Ok(LogOutput::StdIn { message }) => Ok(output_line(LogStream::Stdout, &message)),
+                Err(err) => Err(engine_error(err)),
+            })
+            .boxed()
+    }
+
     async fn list(&self, key: &str, value: &str) -> RuntimeResult<Vec<ContainerInfo>> {
         let options = ListContainersOptions {
             all: true,
@@ -445,6 +473,17 @@ fn container_body(spec: &ContainerSpec, has_init: bool) -> ContainerCreateBody {
         // period. Under the engine's init (tini) the app is not PID 1, so SIGTERM ends it at
         // once (measured: 0.2 s with init, the full timeout without), and zombies are reaped.
         init: has_init.then_some(true),
+        // The engine's own default keeps every byte forever.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".to_owned()),
+            config: Some(HashMap::from([
+                ("max-size".to_owned(), spec.log_limit.file_bytes.to_string()),
+                (
+                    "max-file".to_owned(),
+                    spec.log_limit.files.max(1).to_string(),
+                ),
+            ])),
+        }),
         // No restart policy, binds or mounts: the agent restarts crashed containers itself, and
         // tenants get no host paths.
         ..Default::default()
@@ -462,6 +501,23 @@ fn container_body(spec: &ContainerSpec, has_init: bool) -> ContainerCreateBody {
         exposed_ports: port.map(|port| HashMap::from([(port, HashMap::new())])),
         host_config: Some(host_config),
         ..Default::default()
+    }
+}
+
+/// One frame of `docker logs --timestamps`: `<RFC 3339 time> <text>\n`. A frame without a
+/// readable time (none should come) is stamped now rather than lost.
+fn output_line(stream: LogStream, message: &[u8]) -> OutputLine {
+    let raw = String::from_utf8_lossy(message);
+    let raw = raw.strip_suffix('\n').unwrap_or(&raw);
+    let raw = raw.strip_suffix('\r').unwrap_or(raw);
+    let parsed = raw
+        .split_once(' ')
+        .and_then(|(ts, text)| Some((OffsetDateTime::parse(ts, &Rfc3339).ok()?, text)));
+    let (ts, text) = parsed.unwrap_or((OffsetDateTime::now_utc(), raw));
+    OutputLine {
+        stream,
+        ts,
+        text: text.to_owned(),
     }
 }
 
@@ -594,6 +650,7 @@ fn engine_error(err: DockerError) -> RuntimeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::LogLimit;
     use gantry_common::agent::Env;
 
     #[test]
@@ -727,6 +784,7 @@ mod tests {
             cpu_millis: 250,
             memory_mib: 64,
             pids_limit: 100,
+            log_limit: LogLimit::default(),
         }
     }
 

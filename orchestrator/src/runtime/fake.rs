@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use super::{
-    Capacity, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
-    RuntimeResult,
+    Capacity, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, OutputLine,
+    RuntimeError, RuntimeResult,
 };
 
 /// One call the runtime received, for assertions.
@@ -33,6 +35,8 @@ struct Inner {
     unpublished: HashSet<String>,
     next_id: u64,
     next_port: u16,
+    /// What containers wrote, by container id.
+    output: HashMap<String, Vec<OutputLine>>,
 }
 
 #[derive(Default)]
@@ -73,6 +77,16 @@ impl FakeRuntime {
     /// Adds a container the way another agent process (or a previous run) left it.
     pub fn insert(&self, info: ContainerInfo) {
         self.lock().containers.insert(info.id.clone(), info);
+    }
+
+    /// Makes a container have written `line` (the fake's output does not follow: a stream
+    /// ends after the lines written so far).
+    pub fn write_output(&self, id: &str, line: OutputLine) {
+        self.lock()
+            .output
+            .entry(id.to_owned())
+            .or_default()
+            .push(line);
     }
 
     pub fn containers(&self) -> Vec<ContainerInfo> {
@@ -181,6 +195,24 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn inspect(&self, id: &str) -> RuntimeResult<Option<ContainerInfo>> {
         Ok(self.lock().containers.get(id).cloned())
+    }
+
+    fn follow_output(
+        &self,
+        id: &str,
+        since: i64,
+    ) -> futures_util::stream::BoxStream<'static, RuntimeResult<OutputLine>> {
+        let lines: Vec<RuntimeResult<OutputLine>> = self
+            .lock()
+            .output
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|l| l.ts.unix_timestamp() >= since)
+            .cloned()
+            .map(Ok)
+            .collect();
+        futures_util::stream::iter(lines).boxed()
     }
 
     async fn list(&self, key: &str, value: &str) -> RuntimeResult<Vec<ContainerInfo>> {

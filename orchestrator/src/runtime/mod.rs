@@ -12,7 +12,9 @@ pub mod fake;
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use futures_util::stream::BoxStream;
 use gantry_common::agent::{Env, PullSecret};
+use gantry_common::logs::LogStream;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -49,6 +51,36 @@ pub struct ContainerSpec {
     pub cpu_millis: u32,
     pub memory_mib: u32,
     pub pids_limit: i64,
+    /// How much of its output the engine keeps on the node's disk.
+    pub log_limit: LogLimit,
+}
+
+/// The engine keeps a container's output in at most `files` files of `file_bytes` each, the
+/// oldest dropped first, so no app can fill a node's disk by printing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimit {
+    pub file_bytes: u64,
+    pub files: u32,
+}
+
+impl Default for LogLimit {
+    /// 2 × 10 MiB: far more than the agent needs to catch up after a restart.
+    fn default() -> Self {
+        LogLimit {
+            file_bytes: 10 * 1024 * 1024,
+            files: 2,
+        }
+    }
+}
+
+/// One line of a container's output, as the engine kept it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLine {
+    pub stream: LogStream,
+    /// The engine's timestamp of the line.
+    pub ts: OffsetDateTime,
+    /// Without its line ending; invalid UTF-8 replaced.
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +172,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         id: &str,
     ) -> impl Future<Output = RuntimeResult<Option<ContainerInfo>>> + Send;
+
+    /// A container's stdout and stderr from `since` (Unix seconds): what the engine kept, then
+    /// new lines as they are written, until the container stops (or is gone).
+    fn follow_output(&self, id: &str, since: i64) -> BoxStream<'static, RuntimeResult<OutputLine>>;
 
     /// All containers, running or not, that carry the label `key=value`.
     fn list(

@@ -56,6 +56,19 @@ pub async fn scale(
     tx.commit().await?;
     tracing::info!(app.id = %app.id, team.slug = %access.team.slug, "app {} scaled to {}", app.name, body.replicas);
     state.rollouts.notify_one();
+    let event = crate::logs::events::Event {
+        team_id: access.team.id,
+        app_id: app.id,
+        release: row.release,
+        instance: None,
+        text: format!(
+            "scaled from {} to {} instances by {}",
+            app.replicas,
+            body.replicas,
+            access.caller.label()
+        ),
+    };
+    crate::logs::events::record(&state.db, &state.logs.hub, vec![event]).await;
     Ok((
         StatusCode::ACCEPTED,
         Json(Workload {

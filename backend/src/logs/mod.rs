@@ -1,0 +1,38 @@
+//! Apps' logs and platform events: agents ship their containers' lines ([`store`]), the
+//! platform records what it does to an app ([`events`]); both land in one day-partitioned
+//! table ([`partitions`] creates and expires the days), are searched page by page
+//! ([`history`]) and fanned out live to websocket viewers ([`hub`]).
+
+pub mod events;
+pub mod history;
+pub mod hub;
+pub mod partitions;
+pub mod store;
+
+pub use hub::LogHub;
+
+/// What the server holds for logs, in its shared state.
+pub struct Logs {
+    /// Shared with the cluster, whose events (instances, nodes) go to the same viewers.
+    pub hub: std::sync::Arc<LogHub>,
+    /// Days lines are kept (the platform's setting; a team may keep less).
+    pub retention_days: u32,
+}
+
+impl Logs {
+    pub fn new(hub: std::sync::Arc<LogHub>, retention_days: u32) -> Self {
+        Logs {
+            hub,
+            retention_days,
+        }
+    }
+}
+
+/// Postgres text cannot hold NUL: a line that has one keeps a replacement character instead.
+pub fn storable(line: &str) -> std::borrow::Cow<'_, str> {
+    if line.contains('\0') {
+        std::borrow::Cow::Owned(line.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(line)
+    }
+}
