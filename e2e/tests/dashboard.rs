@@ -557,3 +557,113 @@ async fn nodes_instances_and_releases_show_their_states_and_an_admin_rolls_back(
     b.client.clone().close().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_live_log_view_follows_pauses_filters_and_searches() -> anyhow::Result<()> {
+    use gantry_e2e::cluster::{start_agent, start_server, Admin, DockerCleanup, CONVERGE, IMAGE};
+    use gantry_e2e::{data_dir, free_port, start_postgres, StopPostgresOnDrop};
+    use serde_json::json;
+    use std::time::Duration;
+
+    let dir = data_dir();
+    let _postgres = StopPostgresOnDrop(dir.path().to_path_buf());
+    let db_url = start_postgres(dir.path()).await?;
+    let port = free_port();
+    let base = &format!("http://127.0.0.1:{port}");
+    let _server = start_server(&db_url, port, free_port()).await?;
+    let admin = Admin::sign_up(base).await?;
+    let _cleanup = DockerCleanup {
+        team: admin.team.clone(),
+    };
+    let token = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
+    let token = token["token"].as_str().context("join token")?;
+    let node = format!("logs-{}", std::process::id());
+    let _agent = start_agent(base, token, &node, "a", dir.path())?;
+    let apps = format!("/api/v1/teams/{}/apps", admin.team);
+    admin
+        .post(
+            &apps,
+            json!({"name": "chatty", "port": 8888, "replicas": 1, "cpu_millis": 100,
+                   "memory_mib": 32, "health_check_path": "/healthz"}),
+        )
+        .await?;
+    // Ten numbered lines a second for as long as the test runs.
+    admin
+        .patch(
+            &format!("{apps}/chatty/config"),
+            json!({"vars": {"LOG_LINES": "100000", "LOG_INTERVAL_MS": "100"}}),
+        )
+        .await?;
+    admin
+        .post(&format!("{apps}/chatty/deploys"), json!({"image": IMAGE}))
+        .await?;
+
+    let b = Browser::start(1440, 900).await?;
+    login(&b, base, &admin.email).await?;
+    b.open(&format!("{base}/teams/{}/apps/chatty", admin.team))
+        .await?;
+    b.click("[data-test=logs-link]").await?;
+    b.wait_for_path(|p| p.ends_with("/apps/chatty/logs"))
+        .await?;
+    b.wait_for_text("[data-test=stream-status]", "live").await?;
+
+    // The stream follows: the deploy's event (set apart), then numbered lines as they come.
+    b.wait_for_text_within(
+        ".log .logline[data-s=event]",
+        "release v1 created",
+        CONVERGE,
+    )
+    .await?;
+    b.wait_for_text_within("[data-test=log]", "line 5", CONVERGE)
+        .await?;
+    let lines = "[data-test=log] .logline[data-s=stdout]";
+    let before = b.count(lines).await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after = b.count(lines).await?;
+    assert!(after > before, "new lines arrive: {before} then {after}");
+    let shot = b.screenshot(&screenshot_dir(), "app-logs").await?;
+    println!("screenshot: {}", shot.display());
+
+    // Paused, the view holds new lines back and counts them; resumed, it shows them.
+    b.click("[data-test=pause]").await?;
+    let paused_at = b.count(lines).await?;
+    b.wait_for_text("[data-test=held]", "new lines held while paused")
+        .await?;
+    assert_eq!(
+        b.count(lines).await?,
+        paused_at,
+        "nothing added while paused"
+    );
+    b.click_text("[data-test=pause]", "Resume").await?;
+    b.wait_for("[data-test=log]").await?;
+    let resumed = b.count(lines).await?;
+    assert!(
+        resumed > paused_at,
+        "held lines shown: {paused_at} then {resumed}"
+    );
+
+    // A text filter reopens the stream with it: every line shown matches.
+    b.fill("#log-text", "line 2").await?;
+    b.click("[data-test=log-filter] button[type=submit]")
+        .await?;
+    b.wait_for_text("[data-test=stream-status]", "live").await?;
+    b.wait_for_text_within("[data-test=log]", "line 2", CONVERGE)
+        .await?;
+    let shown = b.texts(&format!("{lines} .text")).await?;
+    assert!(
+        !shown.is_empty() && shown.iter().all(|l| l.contains("line 2")),
+        "only matching lines: {shown:?}"
+    );
+
+    // The history search finds a line written earlier.
+    b.fill("#log-search", "line 3").await?;
+    b.click("[data-test=log-search] button[type=submit]")
+        .await?;
+    b.wait_for_text("[data-test=log-found]", "line 3").await?;
+    let found = b.texts("[data-test=log-found] .logline .text").await?;
+    assert!(
+        !found.is_empty() && found.iter().all(|l| l.contains("line 3")),
+        "search results: {found:?}"
+    );
+    Ok(())
+}

@@ -366,6 +366,90 @@ pub async fn images(team: &str, app: &str) -> ApiResult<AppImagesView> {
     get(&path).await
 }
 
+// ---- logs ----
+
+/// A line of an app's log (`gantry_common::logs::LogItem`, with the time as text).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LogLine {
+    pub ts: String,
+    pub instance: Option<String>,
+    pub release: Option<u32>,
+    /// `stdout`, `stderr` or `event`.
+    pub stream: String,
+    pub line: String,
+}
+
+/// A page of history (`gantry_common::logs::LogPage`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LogPage {
+    pub items: Vec<LogLine>,
+    pub before: Option<String>,
+}
+
+/// A frame of the live stream (`gantry_common::logs::LogFrame`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LogFrame {
+    Lines { items: Vec<LogLine> },
+    Live,
+    Dropped { count: u64 },
+}
+
+/// What the log view filters by; empty means no filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    pub instance: String,
+    pub release: String,
+    pub q: String,
+}
+
+impl LogFilter {
+    /// The filter as query parameters (`&instance=…&q=…`), each value escaped.
+    pub fn query(&self) -> String {
+        let mut query = String::new();
+        for (name, value) in [
+            ("instance", &self.instance),
+            ("release", &self.release),
+            ("q", &self.q),
+        ] {
+            let value = value.trim();
+            if !value.is_empty() {
+                query.push_str(&format!("&{name}={}", seg(value)));
+            }
+        }
+        query
+    }
+}
+
+/// The path of an app's log stream with a filter (the page adds `ws://host`).
+pub fn log_stream_path(team: &str, app: &str, filter: &LogFilter, tail: u32) -> String {
+    format!(
+        "/api/v1/teams/{}/apps/{}/logs/stream?tail={tail}{}",
+        seg(team),
+        seg(app),
+        filter.query()
+    )
+}
+
+/// The newest lines of the history that match, oldest first; `before` pages back.
+pub async fn log_history(
+    team: &str,
+    app: &str,
+    filter: &LogFilter,
+    before: Option<&str>,
+) -> ApiResult<LogPage> {
+    let mut path = format!(
+        "/api/v1/teams/{}/apps/{}/logs?limit=200{}",
+        seg(team),
+        seg(app),
+        filter.query()
+    );
+    if let Some(before) = before {
+        path.push_str(&format!("&before={}", seg(before)));
+    }
+    get(&path).await
+}
+
 // ---- releases ----
 
 /// The columns the dashboard shows of a release (`gantry_common::releases::Release` has more).

@@ -61,6 +61,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/nodes") view=pages::nodes::Nodes/>
                 <Route path=path!("/teams/:team/apps") view=pages::apps::Apps/>
                 <Route path=path!("/teams/:team/apps/:app") view=pages::app_detail::AppDetail/>
+                <Route path=path!("/teams/:team/apps/:app/logs") view=pages::app_logs::AppLogs/>
                 <Route path=path!("/teams/:team/members") view=pages::members::Members/>
             </Routes>
         </Router>

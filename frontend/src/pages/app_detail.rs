@@ -84,6 +84,7 @@ pub fn AppDetail() -> impl IntoView {
             <p class="crumbs"><a href=move || format!("/teams/{}/apps", team.get())>"Apps"</a> " / "</p>
             <div class="head">
                 <h1>{move || name.get()}</h1>
+                <a class="button" data-test="logs-link" href=move || format!("/teams/{}/apps/{}/logs", team.get(), name.get())>"Logs"</a>
                 <button type="button" data-test="refresh" on:click=move |_| bump(tick)>"Refresh"</button>
             </div>
             {body}

@@ -1,6 +1,7 @@
 //! One component per page.
 
 pub mod app_detail;
+pub mod app_logs;
 pub mod apps;
 mod auth_form;
 pub mod home;
