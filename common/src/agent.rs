@@ -35,6 +35,19 @@ pub const MAX_LOG_BATCH_LINES: usize = 1000;
 /// The longest line shipped, in bytes; longer lines are cut (at a character boundary).
 pub const MAX_LOG_LINE_BYTES: usize = 8 * 1024;
 
+/// A line cut to [`MAX_LOG_LINE_BYTES`] at a character boundary: the agent cuts what it
+/// ships, the server what it stores (an agent is not trusted to).
+pub fn cut_line(mut line: String) -> String {
+    if line.len() > MAX_LOG_LINE_BYTES {
+        let mut end = MAX_LOG_LINE_BYTES;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line
+}
+
 /// The user name that goes with a [`PullSecret`] (the secret itself says which node and instance).
 pub const PULL_USER: &str = "gantry-node";
 

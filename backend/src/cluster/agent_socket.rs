@@ -39,6 +39,8 @@ use crate::state::AppState;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_LABELS: usize = 32;
+const MAX_AGENT_MESSAGE_BYTES: usize =
+    2 * gantry_common::agent::MAX_LOG_BATCH_LINES * gantry_common::agent::MAX_LOG_LINE_BYTES;
 
 /// How a connection was let in.
 #[derive(Debug, Clone)]
@@ -109,6 +111,8 @@ pub async fn connect(
             }
         }
     };
+    // A log batch is the largest message: its lines at their longest, with room to spare.
+    let ws = ws.max_message_size(MAX_AGENT_MESSAGE_BYTES);
     Ok(ws.on_upgrade(move |socket| async move {
         if let Err(e) = serve(state, socket, admission).await {
             tracing::warn!("agent connection ended: {e:#}");

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use gantry_common::agent::{LogCursor, ShippedLine};
+use gantry_common::agent::{cut_line, LogCursor, ShippedLine};
 use gantry_common::logs::{LogItem, LogStream};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -100,7 +100,7 @@ pub fn plan(
             release: target.release,
             ts,
             stream: line.stream,
-            line: storable(&line.line).into_owned(),
+            line: storable(&cut_line(line.line)).into_owned(),
         });
     }
     plan

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use gantry_backend::auth::tokens;
 use gantry_common::agent::{
-    AgentMessage, DesiredInstance, ObservedInstance, ServerMessage, JOIN_TOKEN_HEADER,
-    NODE_CREDENTIAL_PREFIX, PROTOCOL_VERSION,
+    AgentMessage, DesiredInstance, LogCursor, ObservedInstance, ServerMessage, ShippedLine,
+    JOIN_TOKEN_HEADER, NODE_CREDENTIAL_PREFIX, PROTOCOL_VERSION,
 };
 use gantry_common::cluster::{InstanceState, NodeResources};
 use reqwest::StatusCode;
@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
 
 use crate::support::{TestApp, TestUser};
 
@@ -248,6 +249,46 @@ impl FakeAgent {
                 _ => continue,
             }
         }
+    }
+
+    /// Reads until a message `pick` takes, skipping the others (desired sets, cursors, acks),
+    /// for [`WAIT`] at most; a refusal fails the test.
+    pub async fn next_picked<T>(
+        &mut self,
+        what: &str,
+        pick: impl Fn(ServerMessage) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {what} in {WAIT:?}"));
+            if let ServerMessage::Refused { reason } = &message {
+                panic!("refused while waiting for {what}: {reason}");
+            }
+            if let Some(picked) = pick(message) {
+                return picked;
+            }
+        }
+    }
+
+    /// The next acknowledgement of a logs batch (other messages are skipped).
+    pub async fn logs_ack(&mut self) -> BTreeMap<Uuid, LogCursor> {
+        self.next_picked("logs_ack", |m| match m {
+            ServerMessage::LogsAck { instances } => Some(instances),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Ships `lines` in one batch (nothing dropped) and returns the server's acknowledgement.
+    pub async fn ship(&mut self, lines: Vec<ShippedLine>) -> BTreeMap<Uuid, LogCursor> {
+        self.send(&AgentMessage::Logs {
+            lines,
+            dropped: BTreeMap::new(),
+        })
+        .await;
+        self.logs_ack().await
     }
 
     /// Reads until a desired set with instances arrives.

@@ -10,6 +10,7 @@ mod cluster;
 mod csrf;
 mod errors;
 mod fake_agent;
+mod logs;
 mod openapi;
 mod releases;
 mod tokens;

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use gantry_common::agent::{LogCursor, ShippedLine, MAX_LOG_BATCH_LINES, MAX_LOG_LINE_BYTES};
+use gantry_common::agent::{cut_line, LogCursor, ShippedLine, MAX_LOG_BATCH_LINES};
 use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -258,7 +258,7 @@ impl LogShipper {
             seq,
             ts: out.ts,
             stream: out.stream,
-            line: cut(out.text),
+            line: cut_line(out.text),
         });
         drop(shared);
         self.wake.notify_one();
@@ -269,18 +269,6 @@ impl LogShipper {
     fn last_read(&self, instance: Uuid) -> Option<OffsetDateTime> {
         self.lock().read.get(&instance).map(|r| r.ts)
     }
-}
-
-/// A line cut to [`MAX_LOG_LINE_BYTES`] at a character boundary.
-fn cut(mut line: String) -> String {
-    if line.len() > MAX_LOG_LINE_BYTES {
-        let mut end = MAX_LOG_LINE_BYTES;
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        line.truncate(end);
-    }
-    line
 }
 
 /// A follower that starts again skips what was read: lines up to the last one read, until
@@ -403,6 +391,7 @@ pub async fn follow_containers<R: ContainerRuntime>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_common::agent::MAX_LOG_LINE_BYTES;
     use gantry_common::logs::LogStream;
 
     fn line(instance: Uuid, seq: u64, text: &str) -> ShippedLine {
@@ -574,7 +563,7 @@ mod tests {
     #[test]
     fn long_lines_are_cut_at_a_character_boundary() {
         let long = "é".repeat(MAX_LOG_LINE_BYTES);
-        let cut = cut(long);
+        let cut = cut_line(long);
         assert!(cut.len() <= MAX_LOG_LINE_BYTES && cut.len() >= MAX_LOG_LINE_BYTES - 1);
         assert!(cut.chars().all(|c| c == 'é'));
     }
