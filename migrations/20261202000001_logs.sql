@@ -36,3 +36,23 @@ CREATE INDEX log_cursors_node_idx ON log_cursors (node_id);
 -- A team may keep its logs for less than the platform's retention.
 ALTER TABLE teams ADD COLUMN log_retention_days integer
     CHECK (log_retention_days BETWEEN 1 AND 3650);
+
+-- Metric points per app and release (issue 10): 5-second points for the last hour, 1-minute
+-- points for a week (the sampler expires older ones).
+CREATE TABLE metric_points (
+    app_id               uuid NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    step_seconds         integer NOT NULL CHECK (step_seconds IN (5, 60)),
+    ts                   timestamptz NOT NULL,
+    release              integer NOT NULL,
+    instances            integer NOT NULL,
+    cpu_millis           integer,
+    memory_bytes         bigint,
+    rx_bytes_per_second  bigint,
+    tx_bytes_per_second  bigint,
+    requests_per_second  double precision NOT NULL,
+    error_percent        double precision,
+    p50_ms               double precision,
+    p99_ms               double precision,
+    PRIMARY KEY (app_id, step_seconds, ts, release)
+);
+CREATE INDEX metric_points_expiry_idx ON metric_points (step_seconds, ts);

@@ -74,6 +74,11 @@ pub struct ServerArgs {
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub log_retention_days: u32,
 
+    /// A bearer token that lets a Prometheus scraper read `GET /metrics` (platform admins read
+    /// it with their session).
+    #[arg(long, env = "GANTRY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Live streams (logs, metrics) one user may have open at once.
     #[arg(long, env = "GANTRY_STREAMS_PER_USER", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -102,6 +107,7 @@ pub struct Config {
     pub registry_team_quota_bytes: Option<u64>,
     pub log_retention_days: u32,
     pub streams_per_user: u32,
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Config {
@@ -141,6 +147,10 @@ impl Config {
                 .then(|| args.registry_team_quota_mib.saturating_mul(1024 * 1024)),
             log_retention_days: args.log_retention_days,
             streams_per_user: args.streams_per_user,
+            metrics_token: args
+                .metrics_token
+                .filter(|t| !t.is_empty())
+                .map(SecretString::from),
         })
     }
 }

@@ -37,6 +37,7 @@ pub mod error;
 pub mod extract;
 pub mod live;
 pub mod logs;
+pub mod metrics;
 pub mod registry;
 pub mod releases;
 pub mod rollouts;

@@ -116,6 +116,7 @@ impl Application {
             routes: Notify::new(),
             logs: crate::logs::Logs::new(log_hub, config.log_retention_days),
             live: crate::live::LiveGate::new(config.streams_per_user),
+            metrics: crate::metrics::Metrics::new(config.metrics_token.clone()),
         }));
         crate::logs::partitions::maintain(&db, config.log_retention_days)
             .await
@@ -128,6 +129,7 @@ impl Application {
         tokio::spawn(routing::run_forever(state.clone()));
         tokio::spawn(crate::registry::gc::run_daily(state.clone()));
         tokio::spawn(crate::logs::partitions::run_hourly(state.clone()));
+        tokio::spawn(crate::metrics::sampler::run_forever(state.clone()));
 
         let store = PostgresStore::new(db.clone());
         tokio::spawn(
@@ -150,6 +152,10 @@ impl Application {
         let api = routes::api()
             .route("/healthz", axum::routing::get(routes::health::healthz))
             .route("/readyz", axum::routing::get(routes::health::readyz))
+            .route(
+                "/metrics",
+                axum::routing::get(crate::metrics::prometheus::metrics),
+            )
             .with_state(state.clone());
         let router = api
             .merge(dashboard::router())
@@ -163,6 +169,10 @@ impl Application {
         let router = crate::registry::router()
             .with_state(state.clone())
             .merge(router)
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::metrics::prometheus::track,
+            ))
             .layer(TraceLayer::new_for_http());
 
         Ok(Self {

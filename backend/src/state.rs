@@ -54,6 +54,8 @@ pub struct App {
     pub logs: crate::logs::Logs,
     /// Open live streams per user.
     pub live: crate::live::LiveGate,
+    /// Usage reports, live metric points, the control plane's counters.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl App {

@@ -27,7 +27,7 @@ use crate::logs::LogStream;
 /// Bumped on any change an older peer would misread. 2: node credentials, environments,
 /// releases, stop orders and image digests. 3: pull secrets for the built-in registry's images
 /// (an older agent would run such an image from its engine's cache without pulling it). 4: log
-/// shipping (logs, log cursors and their acknowledgements).
+/// shipping (logs, log cursors and their acknowledgements) and container usage.
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The most lines an agent puts in one [`AgentMessage::Logs`] batch.
@@ -62,6 +62,9 @@ pub const NODE_CREDENTIAL_PREFIX: &str = "gnc_";
 /// The upgrade request header that carries a join token at a node's first connection.
 pub const JOIN_TOKEN_HEADER: &str = "x-gantry-join-token";
 
+/// How often an agent samples its containers' usage and reports it.
+pub const USAGE_SECONDS: u64 = 5;
+
 /// How often an agent heartbeats; the server's node timeout is several of these.
 pub const HEARTBEAT_SECONDS: u64 = 2;
 
@@ -95,6 +98,23 @@ pub enum AgentMessage {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         dropped: BTreeMap<Uuid, u64>,
     },
+    /// What each running instance used over the last [`USAGE_SECONDS`] (or so).
+    Usage {
+        instances: Vec<InstanceUsage>,
+    },
+}
+
+/// One instance's use of its node over a sampling interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceUsage {
+    pub instance: Uuid,
+    /// CPU, in thousandths of a core, averaged over the interval.
+    pub cpu_millis: u32,
+    /// Memory in use at the end of the interval, in bytes.
+    pub memory_bytes: u64,
+    /// Network received and sent, in bytes per second.
+    pub rx_bytes_per_second: u64,
+    pub tx_bytes_per_second: u64,
 }
 
 /// Server → agent.

@@ -11,6 +11,7 @@
 //!   instances and their states, and the checked `ImageRef`.
 //! - [`agent`]: the versioned agent protocol (server ↔ node agent) over a websocket.
 //! - [`logs`]: log lines and platform events, their history pages and live frames.
+//! - [`metrics`]: apps' metric points, their series and live frames.
 //! - [`releases`]: releases, their statuses, rollout strategies and progress.
 //! - [`routes`]: the router's view of an app (release sets, weights, endpoints, counters).
 //! - [`error`]: the single error body every API error uses.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod cluster;
 pub mod error;
 pub mod logs;
+pub mod metrics;
 pub mod names;
 pub mod registry;
 pub mod releases;

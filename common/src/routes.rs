@@ -78,6 +78,8 @@ pub struct LatencyHistogram {
     pub p50_ms: Option<f64>,
     pub p90_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// Every request's time to headers, added up (with the count, the mean).
+    pub sum_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -161,7 +161,18 @@ pub struct Server {
 /// A `gantry server` with its API on `port` and its router on `router_port`; the same ports
 /// after a restart make the same server for the agents and the clients.
 pub async fn start_server(db_url: &str, port: u16, router_port: u16) -> anyhow::Result<Server> {
+    start_server_with(db_url, port, router_port, &[]).await
+}
+
+/// [`start_server`] with more of the server's environment (`GANTRY_METRICS_TOKEN`, …).
+pub async fn start_server_with(
+    db_url: &str,
+    port: u16,
+    router_port: u16,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Server> {
     let mut cmd = gantry();
+    cmd.envs(env.iter().copied());
     cmd.arg("server")
         .env("DATABASE_URL", db_url)
         .env("GANTRY_SECRET_KEY", "1".repeat(64))

@@ -361,6 +361,9 @@ async fn relay(
                         let ack = serde_json::to_string(&ServerMessage::LogsAck { instances: held })?;
                         sink.send(Message::Text(ack.into())).await?;
                     }
+                    Ok(AgentMessage::Usage { instances }) => {
+                        state.metrics.usage.record(&state.db, node_id, instances).await?;
+                    }
                     Ok(AgentMessage::Hello { .. }) => tracing::warn!("ignored a second hello"),
                     Err(e) => {
                         let reason = format!("unreadable message for agent protocol {PROTOCOL_VERSION}: {e}");

@@ -47,6 +47,14 @@ impl Hub {
         session
     }
 
+    /// Messages waiting to be sent to agents, all nodes together.
+    pub fn queued(&self) -> usize {
+        lock(&self.links)
+            .values()
+            .map(|l| l.tx.max_capacity() - l.tx.capacity())
+            .sum()
+    }
+
     /// Forgets a connection, unless a newer one of the same node replaced it already.
     pub fn detach(&self, node: Uuid, session: u64) {
         let mut links = lock(&self.links);

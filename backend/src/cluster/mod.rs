@@ -80,6 +80,8 @@ pub struct EmbeddedCluster {
     pull_secrets: PullSecrets,
     /// Where events of instances and nodes reach the apps' live log viewers.
     pub log_hub: Arc<crate::logs::LogHub>,
+    /// Reconcile passes since start (for `/metrics`).
+    pub passes: AtomicU64,
 }
 
 impl EmbeddedCluster {
@@ -93,6 +95,7 @@ impl EmbeddedCluster {
     ) -> Self {
         Self {
             log_hub,
+            passes: AtomicU64::new(0),
             db,
             sealer,
             pull_secrets,

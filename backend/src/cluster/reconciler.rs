@@ -98,6 +98,9 @@ struct InstanceRow {
 /// # Guarantees
 /// Idempotent: a second pass with no change in between writes nothing and sends nothing.
 pub async fn pass(cluster: &EmbeddedCluster) -> anyhow::Result<()> {
+    cluster
+        .passes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tx = cluster.db.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(ADVISORY_LOCK)

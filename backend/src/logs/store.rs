@@ -178,6 +178,10 @@ pub async fn store_batch(
         );
     }
     let ids = insert(&state.db, node_id, &plan, &targets).await?;
+    state
+        .metrics
+        .log_lines_stored
+        .fetch_add(ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let mut by_app: HashMap<Uuid, Vec<LiveLine>> = HashMap::new();
     for (row, id) in plan.rows.into_iter().zip(ids) {
         let item = LogItem {

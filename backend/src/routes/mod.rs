@@ -12,6 +12,7 @@ pub mod config;
 pub mod health;
 pub mod logs;
 pub mod members;
+pub mod metrics;
 pub mod nodes;
 pub mod openapi;
 pub mod registry;
@@ -82,6 +83,8 @@ pub fn api() -> axum::Router<AppState> {
         .routes(routes!(registry::images::list))
         .routes(routes!(logs::history::list))
         .routes(routes!(logs::stream::stream))
+        .routes(routes!(metrics::history::get))
+        .routes(routes!(metrics::stream::stream))
         .split_for_parts();
     answers::Shared.modify(&mut openapi);
     MergeClosedAllOf.modify(&mut openapi);

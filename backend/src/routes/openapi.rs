@@ -16,7 +16,7 @@ use super::health;
     modifiers(&Security),
     security(("token" = []), ("session" = [])),
     // Served outside `/api/v1` (see startup.rs), described here all the same.
-    paths(health::healthz, health::readyz),
+    paths(health::healthz, health::readyz, crate::metrics::prometheus::metrics),
     tags(
         (name = "health", description = "Probes for supervisors and load balancers"),
         (name = "auth", description = "Accounts and sessions"),
@@ -25,6 +25,7 @@ use super::health;
         (name = "workloads", description = "Deploys, scaling, strategies, instances, routes and rollouts"),
         (name = "releases", description = "An app's numbered releases, and rollback"),
         (name = "nodes", description = "Worker nodes of the embedded cluster (platform admins)"),
+        (name = "metrics", description = "Apps' metrics per release: history and live streams (websockets); the Prometheus exposition is GET /metrics"),
         (name = "logs", description = "Apps' logs and platform events: history with search, and live streams (websockets)"),
         (name = "registry", description = "The built-in registry's views and housekeeping (the registry itself is the OCI distribution API at /v2/)"),
     )

@@ -164,6 +164,9 @@ fn cases(w: &World) -> Vec<Case> {
         // A plain GET of the websocket: past the access check, it is told to upgrade.
         case(Viewer, "GET logs stream", Method::GET, format!("{web}/logs/stream"), None,
              StatusCode::BAD_REQUEST, Some(check_stream_wants_an_upgrade)),
+        case(Viewer, "GET metrics", Method::GET, format!("{web}/metrics"), None, ok, Some(check_metrics)),
+        case(Viewer, "GET metrics stream", Method::GET, format!("{web}/metrics/stream"), None,
+             StatusCode::BAD_REQUEST, Some(check_stream_wants_an_upgrade)),
         case(Member, "POST apps", Method::POST, format!("{team}/apps"), Some(json!({"name": "fresh"})), created, Some(check_created_app)),
         case(Member, "PATCH app", Method::PATCH, web.clone(), Some(json!({"replicas": 3})), ok, Some(check_patched_app)),
         case(Member, "PUT config", Method::PUT, format!("{web}/config"),
@@ -200,6 +203,13 @@ fn check_registry_usage(_: Role, body: &Value) {
 
 fn check_logs(_: Role, body: &Value) {
     assert!(body["items"].is_array(), "{body}");
+}
+
+fn check_metrics(_: Role, body: &Value) {
+    assert!(
+        body["points"].is_array() && body["step_seconds"] == 5,
+        "{body}"
+    );
 }
 
 fn check_stream_wants_an_upgrade(_: Role, body: &Value) {
@@ -420,7 +430,7 @@ async fn role_table(role: Role, via: Via) {
         Role::Viewer => 17,
     };
     assert_eq!(refused, expected_refusals, "{role:?}: refusals");
-    assert_eq!(allowed + refused, 31);
+    assert_eq!(allowed + refused, 33);
 }
 
 #[tokio::test]

@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use gantry_common::agent::{
-    AgentMessage, ServerMessage, HEARTBEAT_SECONDS, JOIN_TOKEN_HEADER, PROTOCOL_VERSION,
+    AgentMessage, InstanceUsage, ServerMessage, HEARTBEAT_SECONDS, JOIN_TOKEN_HEADER,
+    PROTOCOL_VERSION,
 };
 use gantry_common::cluster::NodeResources;
 use tokio::sync::watch;
@@ -108,6 +109,8 @@ pub struct Channels {
     pub observed: watch::Receiver<Observed>,
     /// Log lines from the followers, to the server.
     pub logs: LogShipper,
+    /// The containers' usage from the sampler, to the server.
+    pub usage: watch::Receiver<Vec<InstanceUsage>>,
 }
 
 pub async fn connect_forever(
@@ -163,6 +166,7 @@ async fn session(
         desired,
         observed,
         logs,
+        usage,
     } = channels;
     let url = link.url;
     let mut request = match url.into_client_request() {
@@ -225,7 +229,16 @@ async fn session(
     observed.mark_changed();
     // Lines sent on a lost connection may not have been stored: they go again.
     logs.connected();
-    let ended = relay(config, identity, &mut tx, &mut rx, desired, observed, logs).await;
+    let ended = relay(
+        config,
+        identity,
+        (&mut tx, &mut rx),
+        desired,
+        observed,
+        logs,
+        usage,
+    )
+    .await;
     logs.disconnected();
     ended
 }
@@ -234,11 +247,11 @@ async fn session(
 async fn relay<Tx, Rx>(
     config: &AgentConfig,
     identity: &mut Identity,
-    tx: &mut Tx,
-    rx: &mut Rx,
+    (tx, rx): (&mut Tx, &mut Rx),
     desired: &watch::Sender<Desired>,
     observed: &mut watch::Receiver<Observed>,
     logs: &LogShipper,
+    usage: &mut watch::Receiver<Vec<InstanceUsage>>,
 ) -> Ended
 where
     Tx: SinkExt<Message> + Unpin,
@@ -295,6 +308,15 @@ where
                     if let Err(e) = send(tx, &AgentMessage::Observed { generation, instances }).await {
                         return Ended::Dropped(e);
                     }
+                }
+            }
+            changed = usage.changed() => {
+                if changed.is_err() {
+                    return Ended::Dropped(anyhow::anyhow!("the usage sampler stopped"));
+                }
+                let instances = usage.borrow_and_update().clone();
+                if let Err(e) = send(tx, &AgentMessage::Usage { instances }).await {
+                    return Ended::Dropped(e);
                 }
             }
             () = logs.wake.notified() => {

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod images;
 pub mod logs;
 pub mod plan;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -94,6 +95,12 @@ pub async fn run<R: ContainerRuntime>(config: AgentConfig, runtime: Arc<R>) -> a
         observed_tx,
         on_node_tx,
     ));
+    let (usage_tx, usage_rx) = watch::channel(Vec::new());
+    let sampling = tokio::spawn(usage::sample_forever(
+        runtime.clone(),
+        on_node_rx.clone(),
+        usage_tx,
+    ));
     let following = tokio::spawn(logs::follow_containers(
         runtime,
         shipper.clone(),
@@ -103,10 +110,12 @@ pub async fn run<R: ContainerRuntime>(config: AgentConfig, runtime: Arc<R>) -> a
         desired: desired_tx,
         observed: observed_rx,
         logs: shipper,
+        usage: usage_rx,
     };
     let result = connection::connect_forever(&config, identity, capacity, channels).await;
     converging.abort();
     following.abort();
+    sampling.abort();
     result
 }
 

@@ -27,6 +27,8 @@ mod idle;
 mod pool;
 mod proxy;
 mod stats;
+
+pub use stats::{quantile_ms, BOUNDS_US};
 mod table;
 
 use std::collections::HashMap;
@@ -37,7 +39,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use gantry_common::routes::{AppRoutes, RouteEndpoint, RouteSet};
+use gantry_common::routes::{AppRoutes, RouteEndpoint, RouteSet, RouteStats};
 use http::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -57,6 +59,18 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often idle upstream connections of quiet endpoints are checked for expiry.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// One app's counters (see [`Router::stats`]).
+#[derive(Debug, Clone)]
+pub struct AppStats {
+    pub app_id: Uuid,
+    pub team: String,
+    pub app: String,
+    /// All the app's requests, those answered by the router itself (503) included.
+    pub stats: RouteStats,
+    /// Per release set in the table: its version and counters (since it entered the table).
+    pub sets: Vec<(u32, RouteStats)>,
+}
 
 /// Everything the router serves: the whole table, not a diff.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -298,6 +312,26 @@ impl Router {
                 .collect(),
             stats: app.stats.snapshot(),
         })
+    }
+
+    /// The counters of every app in the table and of each of its release sets, for the
+    /// metrics sampler and the Prometheus exposition.
+    pub fn stats(&self) -> Vec<AppStats> {
+        let table = self.table.load();
+        table
+            .apps()
+            .map(|app| AppStats {
+                app_id: app.id,
+                team: app.team.clone(),
+                app: app.app.clone(),
+                stats: app.stats.snapshot(),
+                sets: app
+                    .sets
+                    .iter()
+                    .map(|set| (set.version, set.stats.snapshot()))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Chooses and counts an endpoint for the app at `key` (`<app>.<team>`).

@@ -13,7 +13,7 @@ use gantry_common::routes::{LatencyBucket, LatencyHistogram, RouteStats, StatusC
 
 /// Upper bounds of the latency buckets in microseconds (0.5 ms … 10 s); one more bucket, +Inf,
 /// follows. Fixed so that recording is a comparison chain, not a search over configuration.
-pub(crate) const BOUNDS_US: [u64; 14] = [
+pub const BOUNDS_US: [u64; 14] = [
     500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
     2_500_000, 5_000_000, 10_000_000,
 ];
@@ -28,6 +28,8 @@ pub(crate) struct Stats {
     classes: [AtomicU64; 5],
     /// Per-bucket (not cumulative) counts, so that recording is one add.
     buckets: [AtomicU64; BUCKETS],
+    /// The latencies added up, in microseconds (a Prometheus histogram's `_sum`).
+    sum_us: AtomicU64,
 }
 
 impl Stats {
@@ -38,6 +40,8 @@ impl Stats {
             self.classes[usize::from(class)].fetch_add(1, Relaxed);
         }
         self.buckets[bucket_index(latency)].fetch_add(1, Relaxed);
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(us, Relaxed);
     }
 
     /// The counters as the API shows them: a cumulative histogram with estimated percentiles.
@@ -70,6 +74,7 @@ impl Stats {
                 p50_ms: percentile(&cumulative, 0.50),
                 p90_ms: percentile(&cumulative, 0.90),
                 p99_ms: percentile(&cumulative, 0.99),
+                sum_ms: self.sum_us.load(Relaxed) as f64 / 1000.0,
             },
         }
     }
@@ -82,6 +87,14 @@ pub(crate) fn bucket_index(latency: Duration) -> usize {
         .iter()
         .position(|&bound| us <= bound)
         .unwrap_or(BOUNDS_US.len())
+}
+
+/// [`percentile`] over cumulative counts given as a slice (one per bucket of [`BOUNDS_US`] and
+/// +Inf, as [`Stats::snapshot`] lists them): for the counts of an interval, the difference of
+/// two snapshots. `None` for a slice of another length.
+pub fn quantile_ms(cumulative: &[u64], q: f64) -> Option<f64> {
+    let cumulative: &[u64; BUCKETS] = cumulative.try_into().ok()?;
+    percentile(cumulative, q)
 }
 
 /// Estimates the `q` quantile (0 < q ≤ 1) in milliseconds from cumulative bucket counts, the

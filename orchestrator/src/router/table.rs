@@ -156,6 +156,10 @@ impl Table {
         self.by_id.get(&id)
     }
 
+    pub(crate) fn apps(&self) -> impl Iterator<Item = &Arc<AppEntry>> {
+        self.by_id.values()
+    }
+
     pub(crate) fn upstream(&self, instance: Uuid) -> Option<&Arc<Upstream>> {
         self.upstreams.get(&instance)
     }

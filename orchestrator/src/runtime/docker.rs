@@ -22,7 +22,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
     ListNetworksOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
-    StartContainerOptions, StopContainerOptions,
+    StartContainerOptions, StatsOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 
 use super::{
     Capacity, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, OutputLine,
-    RuntimeError, RuntimeResult,
+    RuntimeError, RuntimeResult, Usage,
 };
 
 /// Where bollard connects when `DOCKER_HOST` is unset (on Unix).
@@ -378,6 +378,56 @@ impl ContainerRuntime for DockerRuntime {
             Ok(details) => Ok(Some(container_info(details))),
             Err(err) if status_of(&err) == Some(404) => Ok(None),
             Err(err) => Err(engine_error(err)),
+        }
+    }
+
+    async fn usage(&self, id: &str) -> RuntimeResult<Option<Usage>> {
+        let options = StatsOptions {
+            stream: false,
+            // One sample at once: the agent works out rates from its own previous sample.
+            one_shot: true,
+        };
+        let mut stats = self.docker.stats(id, Some(options));
+        match stats.next().await {
+            None => Ok(None),
+            Some(Err(err)) if status_of(&err) == Some(404) => Ok(None),
+            Some(Err(err)) => Err(engine_error(err)),
+            Some(Ok(s)) => {
+                let cpu_ns = s
+                    .cpu_stats
+                    .as_ref()
+                    .and_then(|c| c.cpu_usage.as_ref())
+                    .and_then(|u| u.total_usage);
+                let Some(cpu_ns) = cpu_ns else {
+                    return Ok(None); // not running: the engine reports nothing
+                };
+                let memory = s.memory_stats.as_ref();
+                let used = memory.and_then(|m| m.usage).unwrap_or(0);
+                // As `docker stats` shows it: minus the inactive page cache (cgroup v2), or
+                // the cache (v1).
+                let cache = memory
+                    .and_then(|m| m.stats.as_ref())
+                    .and_then(|st| {
+                        st.get("inactive_file")
+                            .or_else(|| st.get("total_inactive_file"))
+                            .or_else(|| st.get("cache"))
+                    })
+                    .copied()
+                    .unwrap_or(0);
+                let (rx_bytes, tx_bytes) = s
+                    .networks
+                    .iter()
+                    .flatten()
+                    .fold((0, 0), |(rx, tx), (_, n)| {
+                        (rx + n.rx_bytes.unwrap_or(0), tx + n.tx_bytes.unwrap_or(0))
+                    });
+                Ok(Some(Usage {
+                    cpu_ns,
+                    memory_bytes: used.saturating_sub(cache),
+                    rx_bytes,
+                    tx_bytes,
+                }))
+            }
         }
     }
 

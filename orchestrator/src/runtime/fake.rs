@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 
 use super::{
     Capacity, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, OutputLine,
-    RuntimeError, RuntimeResult,
+    RuntimeError, RuntimeResult, Usage,
 };
 
 /// One call the runtime received, for assertions.
@@ -37,6 +37,8 @@ struct Inner {
     next_port: u16,
     /// What containers wrote, by container id.
     output: HashMap<String, Vec<OutputLine>>,
+    /// What running containers used, by container id.
+    usage: HashMap<String, Usage>,
 }
 
 #[derive(Default)]
@@ -87,6 +89,11 @@ impl FakeRuntime {
             .entry(id.to_owned())
             .or_default()
             .push(line);
+    }
+
+    /// Makes a container have used this much so far.
+    pub fn set_usage(&self, id: &str, usage: Usage) {
+        self.lock().usage.insert(id.to_owned(), usage);
     }
 
     pub fn containers(&self) -> Vec<ContainerInfo> {
@@ -195,6 +202,15 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn inspect(&self, id: &str) -> RuntimeResult<Option<ContainerInfo>> {
         Ok(self.lock().containers.get(id).cloned())
+    }
+
+    async fn usage(&self, id: &str) -> RuntimeResult<Option<Usage>> {
+        let inner = self.lock();
+        let running = inner
+            .containers
+            .get(id)
+            .is_some_and(|c| c.status == ContainerStatus::Running);
+        Ok(running.then(|| inner.usage.get(id).copied().unwrap_or_default()))
     }
 
     fn follow_output(

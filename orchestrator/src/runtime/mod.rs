@@ -73,6 +73,18 @@ impl Default for LogLimit {
     }
 }
 
+/// What a container has used, as the engine counts it: totals since it started, and memory now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// CPU time, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use now (without the page cache the kernel can drop), in bytes.
+    pub memory_bytes: u64,
+    /// Bytes received and sent over its networks.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
 /// One line of a container's output, as the engine kept it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputLine {
@@ -176,6 +188,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// A container's stdout and stderr from `since` (Unix seconds): what the engine kept, then
     /// new lines as they are written, until the container stops (or is gone).
     fn follow_output(&self, id: &str, since: i64) -> BoxStream<'static, RuntimeResult<OutputLine>>;
+
+    /// What a running container has used so far; `None` when it is gone or not running.
+    fn usage(&self, id: &str) -> impl Future<Output = RuntimeResult<Option<Usage>>> + Send;
 
     /// All containers, running or not, that carry the label `key=value`.
     fn list(

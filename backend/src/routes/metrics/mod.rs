@@ -1,0 +1,4 @@
+//! An app's metrics: history (`GET …/metrics`) and the live stream (`GET …/metrics/stream`).
+
+pub mod history;
+pub mod stream;
