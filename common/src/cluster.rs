@@ -85,6 +85,9 @@ pub struct Node {
     pub capacity: NodeResources,
     /// Resources promised to the instances placed on it.
     pub allocated: NodeResources,
+    /// What its instances use now, as its agent last reported (every few seconds); `null`
+    /// while it has no running instance reporting.
+    pub used: Option<NodeResources>,
     pub instances: u32,
     pub agent_version: String,
     /// Problems an operator should fix, e.g. a loopback address the router cannot reach.

@@ -568,9 +568,9 @@ async fn the_live_log_view_follows_pauses_filters_and_searches() -> anyhow::Resu
     let dir = data_dir();
     let _postgres = StopPostgresOnDrop(dir.path().to_path_buf());
     let db_url = start_postgres(dir.path()).await?;
-    let port = free_port();
+    let (port, router_port) = (free_port(), free_port());
     let base = &format!("http://127.0.0.1:{port}");
-    let _server = start_server(&db_url, port, free_port()).await?;
+    let _server = start_server(&db_url, port, router_port).await?;
     let admin = Admin::sign_up(base).await?;
     let _cleanup = DockerCleanup {
         team: admin.team.clone(),
@@ -665,5 +665,74 @@ async fn the_live_log_view_follows_pauses_filters_and_searches() -> anyhow::Resu
         !found.is_empty() && found.iter().all(|l| l.contains("line 3")),
         "search results: {found:?}"
     );
+
+    // The app's page charts its metrics live: requests through the router, and the
+    // instance's CPU and memory, for v1.
+    let host = format!("chatty.{}.localhost", admin.team);
+    let router: std::net::SocketAddr = ([127, 0, 0, 1], router_port).into();
+    let client = reqwest::Client::builder().resolve(&host, router).build()?;
+    let load = tokio::spawn(async move {
+        for _ in 0..300 {
+            let _ = client
+                .get(format!("http://{host}:{router_port}/"))
+                .send()
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    b.open(&format!("{base}/teams/{}/apps/chatty", admin.team))
+        .await?;
+    b.wait_for_text("[data-test=metrics-status]", "live")
+        .await?;
+    for chart in ["chart-cpu", "chart-memory", "chart-requests"] {
+        b.wait_for_text_within(&format!("[data-test={chart}] figcaption"), "v1", CONVERGE)
+            .await?;
+    }
+    b.wait_for(&format!(
+        "[data-test=chart-requests] polyline[data-release='1']"
+    ))
+    .await?;
+    // Requests/s shows a non-zero figure once a step with traffic arrives, memory a figure
+    // once the agent reported the instance twice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let requests = b.texts("[data-test=chart-requests] .legend").await?;
+        let memory = b.texts("[data-test=chart-memory] .legend").await?;
+        let shown = |legend: &[String]| {
+            legend
+                .iter()
+                .any(|l| l.starts_with("v1 ") && l != "v1 0" && l != "v1 –")
+        };
+        if shown(&requests) && shown(&memory) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no figures: requests {requests:?}, memory {memory:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let shot = b.screenshot(&screenshot_dir(), "app-metrics").await?;
+    println!("screenshot: {}", shot.display());
+    load.abort();
+
+    // The nodes page shows what the node's instances use, live.
+    b.open(&format!("{base}/nodes")).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = b
+            .wait_for_text("[data-test=nodes-table]", &node)
+            .await?
+            .text()
+            .await?;
+        if !row.contains('–') {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no usage on the nodes page: {row}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     Ok(())
 }

@@ -450,6 +450,37 @@ pub async fn log_history(
     get(&path).await
 }
 
+// ---- metrics ----
+
+/// What the charts show of a point (`gantry_common::metrics::MetricPoint`, time as text).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct MetricPointView {
+    pub ts: String,
+    pub release: u32,
+    pub cpu_millis: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    pub requests_per_second: f64,
+    pub error_percent: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// A frame of the live metrics stream (`gantry_common::metrics::MetricFrame`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetricFrame {
+    Points { points: Vec<MetricPointView> },
+    Live,
+    Dropped { count: u64 },
+}
+
+pub fn metrics_stream_path(team: &str, app: &str) -> String {
+    format!(
+        "/api/v1/teams/{}/apps/{}/metrics/stream",
+        seg(team),
+        seg(app)
+    )
+}
+
 // ---- releases ----
 
 /// The columns the dashboard shows of a release (`gantry_common::releases::Release` has more).

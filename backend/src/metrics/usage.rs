@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gantry_common::agent::{InstanceUsage, USAGE_SECONDS};
+use gantry_common::cluster::NodeResources;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -79,6 +80,23 @@ impl UsageBook {
             }
         }
         Ok(())
+    }
+
+    /// What each node's instances use now, added up.
+    pub fn by_node(&self) -> HashMap<Uuid, NodeResources> {
+        let mut nodes: HashMap<Uuid, NodeResources> = HashMap::new();
+        let mut bytes: HashMap<Uuid, u64> = HashMap::new();
+        for r in self.current() {
+            let n = nodes.entry(r.node_id).or_default();
+            n.cpu_millis += u64::from(r.usage.cpu_millis);
+            *bytes.entry(r.node_id).or_default() += r.usage.memory_bytes;
+        }
+        for (node, b) in bytes {
+            if let Some(n) = nodes.get_mut(&node) {
+                n.memory_mib = b / (1024 * 1024);
+            }
+        }
+        nodes
     }
 
     /// Every fresh report.

@@ -70,6 +70,7 @@ pub fn AppDetail() -> impl IntoView {
         Some(Err(e)) => view! { <ErrorBox message=Some(e.message)/> }.into_any(),
         Some(Ok(a)) => view! {
             <Overview live/>
+            <super::app_metrics::Metrics team name/>
             <Instances team name tick/>
             <Releases team name live tick app/>
             <Images team name tick/>

@@ -11,11 +11,13 @@ use std::collections::VecDeque;
 use leptos::prelude::*;
 
 use super::param;
-use crate::api::{self, LogFilter, LogLine};
+use crate::api::{self, LogFilter, LogFrame, LogLine};
 use crate::components::{ErrorBox, Frame};
 
 /// Lines kept on the page; older ones scroll away.
 const KEPT: usize = 2000;
+/// Lines the stream replays when it opens.
+const TAIL: u32 = 200;
 
 /// What the live view holds.
 #[derive(Clone, Default)]
@@ -56,7 +58,7 @@ pub fn AppLogs() -> impl IntoView {
     let status = RwSignal::new(String::from("connecting"));
     let scroller = NodeRef::<leptos::html::Div>::new();
 
-    live::follow(team, name, filter, view_state, paused, status);
+    follow(team, name, filter, view_state, paused, status);
     // Follow the tail: after each change of the lines, scroll to the bottom (unless paused).
     Effect::new(move |_| {
         view_state.track();
@@ -201,103 +203,35 @@ fn History(team: Signal<String>, name: Signal<String>) -> impl IntoView {
     }
 }
 
-/// The websocket, in the browser only (the server renders the empty page).
-mod live {
-    use super::*;
-
-    #[cfg(not(feature = "hydrate"))]
-    pub fn follow(
-        _team: Signal<String>,
-        _name: Signal<String>,
-        _filter: RwSignal<LogFilter>,
-        _view: RwSignal<View>,
-        _paused: RwSignal<bool>,
-        _status: RwSignal<String>,
-    ) {
-    }
-
-    /// Opens the stream for the current filter, again when it changes, and closes it when the
-    /// page goes.
-    #[cfg(feature = "hydrate")]
-    pub fn follow(
-        team: Signal<String>,
-        name: Signal<String>,
-        filter: RwSignal<LogFilter>,
-        view: RwSignal<View>,
-        paused: RwSignal<bool>,
-        status: RwSignal<String>,
-    ) {
-        use crate::api::LogFrame;
-        use wasm_bindgen::prelude::*;
-        use web_sys::{CloseEvent, MessageEvent, WebSocket};
-
-        /// Lines the stream replays when it opens.
-        const TAIL: u32 = 200;
-
-        /// A socket and its handlers; dropping it closes the socket.
-        struct Open {
-            ws: WebSocket,
-            _on_message: Closure<dyn FnMut(MessageEvent)>,
-            _on_close: Closure<dyn FnMut(CloseEvent)>,
+/// Opens the stream for the current filter, again when it changes, and closes it when the
+/// page goes.
+fn follow(
+    team: Signal<String>,
+    name: Signal<String>,
+    filter: RwSignal<LogFilter>,
+    view: RwSignal<View>,
+    paused: RwSignal<bool>,
+    status: RwSignal<String>,
+) {
+    let path = Signal::derive(move || {
+        status.set("connecting".into());
+        api::log_stream_path(&team.get(), &name.get(), &filter.get(), TAIL)
+    });
+    let on_text = move |text: String| match serde_json::from_str::<LogFrame>(&text) {
+        Ok(LogFrame::Lines { items }) => {
+            let paused = paused.get_untracked();
+            view.update(|v| v.push(items, paused));
         }
-        impl Drop for Open {
-            fn drop(&mut self) {
-                self.ws.set_onmessage(None);
-                self.ws.set_onclose(None);
-                let _ = self.ws.close();
-            }
-        }
-
-        let current = StoredValue::new_local(None::<Open>);
-        Effect::new(move |_| {
-            let path = api::log_stream_path(&team.get(), &name.get(), &filter.get(), TAIL);
-            current.set_value(None);
-            let Some(location) = web_sys::window().map(|w| w.location()) else {
-                return;
-            };
-            let scheme = match location.protocol().as_deref() {
-                Ok("https:") => "wss",
-                _ => "ws",
-            };
-            let host = location.host().unwrap_or_default();
-            let ws = match WebSocket::new(&format!("{scheme}://{host}{path}")) {
-                Ok(ws) => ws,
-                Err(_) => {
-                    status.set("the browser refused to open the stream".into());
-                    return;
-                }
-            };
-            status.set("connecting".into());
-            let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-                let Some(text) = e.data().as_string() else {
-                    return;
-                };
-                match serde_json::from_str::<LogFrame>(&text) {
-                    Ok(LogFrame::Lines { items }) => {
-                        let paused = paused.get_untracked();
-                        view.update(|v| v.push(items, paused));
-                    }
-                    Ok(LogFrame::Live) => status.set("live".into()),
-                    Ok(LogFrame::Dropped { count }) => view.update(|v| v.dropped += count),
-                    Err(_) => {}
-                }
-            });
-            let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
-                let reason = e.reason();
-                status.set(if reason.is_empty() {
-                    format!("stream closed ({}); reload to reconnect", e.code())
-                } else {
-                    format!("stream closed: {reason}")
-                });
-            });
-            ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-            ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-            current.set_value(Some(Open {
-                ws,
-                _on_message: on_message,
-                _on_close: on_close,
-            }));
+        Ok(LogFrame::Live) => status.set("live".into()),
+        Ok(LogFrame::Dropped { count }) => view.update(|v| v.dropped += count),
+        Err(_) => {}
+    };
+    let on_close = move |code: u16, reason: String| {
+        status.set(if reason.is_empty() {
+            format!("stream closed ({code}); reload to reconnect")
+        } else {
+            format!("stream closed: {reason}")
         });
-        on_cleanup(move || current.set_value(None));
-    }
+    };
+    crate::live::follow(path, on_text, on_close);
 }

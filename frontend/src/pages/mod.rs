@@ -2,6 +2,7 @@
 
 pub mod app_detail;
 pub mod app_logs;
+pub mod app_metrics;
 pub mod apps;
 mod auth_form;
 pub mod home;

@@ -1,5 +1,6 @@
 //! `/nodes`: the embedded cluster's worker nodes, for platform admins. Others see the server's
-//! 403 message in place (the header links here only for admins).
+//! 403 message in place (the header links here only for admins). What each node's instances
+//! use is live: the list reloads every [`LIVE`], the rate at which agents report it.
 
 use gantry_common::cluster::Node;
 use leptos::prelude::*;
@@ -12,14 +13,28 @@ fn cores(millis: u64) -> String {
     format!("{}.{}", millis / 1000, millis % 1000 / 100)
 }
 
+/// How often the list reloads.
+const LIVE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn cells(n: Node) -> Vec<String> {
-    let (used, cap) = (n.allocated, n.capacity);
+    let (allocated, cap) = (n.allocated, n.capacity);
     let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // "–" until the node's agent reports its instances' usage.
+    let (cpu_used, memory_used) = match n.used {
+        Some(u) => (cores(u.cpu_millis), u.memory_mib.to_string()),
+        None => ("–".to_owned(), "–".to_owned()),
+    };
     vec![
         n.name,
         n.status.as_str().into(),
-        format!("{} / {}", cores(used.cpu_millis), cores(cap.cpu_millis)),
-        format!("{} / {}", used.memory_mib, cap.memory_mib),
+        format!(
+            "{} / {}",
+            cores(allocated.cpu_millis),
+            cores(cap.cpu_millis)
+        ),
+        format!("{} / {}", allocated.memory_mib, cap.memory_mib),
+        cpu_used,
+        memory_used,
         n.instances.to_string(),
         labels.join(", "),
     ]
@@ -33,11 +48,19 @@ pub fn Nodes() -> impl IntoView {
     let heads = &[
         "Name",
         "Status",
-        "CPU (cores)",
-        "Memory (MiB)",
+        "CPU allocated (cores)",
+        "Memory allocated (MiB)",
+        "CPU used",
+        "Memory used (MiB)",
         "Instances",
         "Labels",
     ];
+    // In an effect: only the browser runs it (the server renders the page once).
+    Effect::new(move |_| {
+        if let Ok(timer) = set_interval_with_handle(move || nodes.refetch(), LIVE) {
+            on_cleanup(move || timer.clear());
+        }
+    });
     let list = move || {
         let empty = Empty {
             title: "No nodes yet",

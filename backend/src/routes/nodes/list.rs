@@ -28,5 +28,10 @@ pub async fn list(
         .fetch_all(&state.db)
         .await?;
     let remote = state.agents_may_be_remote();
-    Ok(Json(rows.iter().map(|r| r.to_api(remote)).collect()))
+    let mut used = state.metrics.usage.by_node();
+    Ok(Json(
+        rows.iter()
+            .map(|r| r.to_api(remote, used.remove(&r.id)))
+            .collect(),
+    ))
 }

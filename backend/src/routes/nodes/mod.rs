@@ -51,7 +51,10 @@ pub const NODE_QUERY: &str = "
 impl NodeRow {
     /// `agents_may_be_remote`: the server listens beyond loopback, so nodes on other machines
     /// can join.
-    pub fn to_api(&self, agents_may_be_remote: bool) -> Node {
+    /// `used`: what the node's instances use now (from [`UsageBook::by_node`]).
+    ///
+    /// [`UsageBook::by_node`]: crate::metrics::usage::UsageBook::by_node
+    pub fn to_api(&self, agents_may_be_remote: bool, used: Option<NodeResources>) -> Node {
         let warnings = warnings(&self.address, agents_may_be_remote);
         Node {
             id: self.id,
@@ -67,6 +70,7 @@ impl NodeRow {
                 cpu_millis: self.allocated_cpu.max(0) as u64,
                 memory_mib: self.allocated_memory.max(0) as u64,
             },
+            used,
             instances: self.instances.max(0) as u32,
             agent_version: self.agent_version.clone(),
             warnings,
@@ -110,7 +114,8 @@ pub async fn fetch(db: &mut PgConnection, state: &App, id: Uuid) -> ApiResult<No
         .bind(Some(id))
         .fetch_one(db)
         .await?;
-    Ok(row.to_api(state.agents_may_be_remote()))
+    let used = state.metrics.usage.by_node().remove(&id);
+    Ok(row.to_api(state.agents_may_be_remote(), used))
 }
 
 #[cfg(test)]
