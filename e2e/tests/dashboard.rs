@@ -688,10 +688,8 @@ async fn the_live_log_view_follows_pauses_filters_and_searches() -> anyhow::Resu
         b.wait_for_text_within(&format!("[data-test={chart}] figcaption"), "v1", CONVERGE)
             .await?;
     }
-    b.wait_for(&format!(
-        "[data-test=chart-requests] polyline[data-release='1']"
-    ))
-    .await?;
+    b.wait_for("[data-test=chart-requests] polyline[data-release='1']")
+        .await?;
     // Requests/s shows a non-zero figure once a step with traffic arrives, memory a figure
     // once the agent reported the instance twice.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
