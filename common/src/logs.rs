@@ -70,3 +70,26 @@ pub enum LogFrame {
     /// This connection could not keep up and missed `count` lines.
     Dropped { count: u64 },
 }
+
+/// How long a team's logs are kept: its own setting, within the platform's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LogRetention {
+    /// The team's own setting in days; `null`: the platform's.
+    pub days: Option<u32>,
+    /// The platform's retention (`GANTRY_LOG_RETENTION_DAYS`): the most a team may keep.
+    pub platform_days: u32,
+    /// What applies: the lesser of the two.
+    pub effective_days: u32,
+}
+
+/// `PUT /api/v1/teams/{team}/logs/retention`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetLogRetention {
+    /// Days to keep the team's logs and events (at most the platform's); `null` for the
+    /// platform's.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    pub days: Option<u32>,
+}

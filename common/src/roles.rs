@@ -39,6 +39,8 @@ pub enum Permission {
     ManageOwners,
     /// Read the audit log.
     ReadAudit,
+    /// Change the team's own settings (how long its logs are kept).
+    ManageTeam,
 }
 
 impl Role {
@@ -69,7 +71,9 @@ impl Role {
         match permission {
             Read => true,
             WriteApps | ReadConfigValues | PushImages => self.rank() >= Role::Member.rank(),
-            DeleteApps | ManageMembers | ReadAudit => self.rank() >= Role::Admin.rank(),
+            DeleteApps | ManageMembers | ReadAudit | ManageTeam => {
+                self.rank() >= Role::Admin.rank()
+            }
             ManageOwners => self == Role::Owner,
         }
     }
@@ -120,6 +124,7 @@ mod tests {
             (DeleteApps, true, true, false, false),
             (ManageMembers, true, true, false, false),
             (ReadAudit, true, true, false, false),
+            (ManageTeam, true, true, false, false),
             (ManageOwners, true, false, false, false),
         ];
         for (perm, owner, admin, member, viewer) in table {

@@ -83,6 +83,7 @@ pub fn api() -> axum::Router<AppState> {
         .routes(routes!(registry::images::list))
         .routes(routes!(logs::history::list))
         .routes(routes!(logs::stream::stream))
+        .routes(routes!(logs::retention::get, logs::retention::put))
         .routes(routes!(metrics::history::get))
         .routes(routes!(metrics::stream::stream))
         .split_for_parts();

@@ -884,3 +884,52 @@ async fn another_teams_user_cannot_find_the_apps_logs() {
         "{page:#?}"
     );
 }
+
+// ---- retention ----
+
+#[tokio::test]
+async fn a_team_keeps_its_logs_for_less_than_the_platform_and_older_lines_go() {
+    let Placed {
+        app,
+        admin,
+        mut agent,
+        web,
+        instances,
+    } = placed(1).await;
+    let retention = format!("/api/v1/teams/{}/logs/retention", admin.team);
+    let body: Value = admin.get(&retention).await.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"days": null, "platform_days": 7, "effective_days": 7})
+    );
+    for bad in [json!({"days": 0}), json!({"days": 8}), json!({"days": -1})] {
+        let res = admin.put(&retention, bad.clone()).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let res = admin.put(&retention, json!({"days": 2})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["effective_days"], 2);
+
+    // A line from five days ago (within the platform's week) and one from now: the hourly
+    // maintenance deletes the old one for this team.
+    let now = OffsetDateTime::now_utc();
+    let old = stdout(instances[0], 1, now - time::Duration::days(5), "old");
+    let new = stdout(instances[0], 2, now - time::Duration::seconds(5), "new");
+    agent.ship(vec![old, new]).await;
+    let before = texts(&shipped(&history(&admin, &web, &[("stream", "stdout")]).await))
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    assert_eq!(before, ["old", "new"]);
+    gantry_backend::logs::partitions::maintain(&app.db, 7)
+        .await
+        .unwrap();
+    let after = history(&admin, &web, &[("stream", "stdout")]).await;
+    assert_eq!(texts(&shipped(&after)), ["new"]);
+
+    // Back to the platform's retention.
+    let res = admin.put(&retention, json!({"days": null})).await;
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"days": null, "platform_days": 7, "effective_days": 7}));
+}

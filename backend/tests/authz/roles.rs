@@ -164,6 +164,8 @@ fn cases(w: &World) -> Vec<Case> {
         // A plain GET of the websocket: past the access check, it is told to upgrade.
         case(Viewer, "GET logs stream", Method::GET, format!("{web}/logs/stream"), None,
              StatusCode::BAD_REQUEST, Some(check_stream_wants_an_upgrade)),
+        case(Viewer, "GET log retention", Method::GET, format!("{team}/logs/retention"), None, ok, Some(check_retention)),
+        case(Admin, "PUT log retention", Method::PUT, format!("{team}/logs/retention"), Some(json!({"days": 3})), ok, Some(check_retention_set)),
         case(Viewer, "GET metrics", Method::GET, format!("{web}/metrics"), None, ok, Some(check_metrics)),
         case(Viewer, "GET metrics stream", Method::GET, format!("{web}/metrics/stream"), None,
              StatusCode::BAD_REQUEST, Some(check_stream_wants_an_upgrade)),
@@ -203,6 +205,14 @@ fn check_registry_usage(_: Role, body: &Value) {
 
 fn check_logs(_: Role, body: &Value) {
     assert!(body["items"].is_array(), "{body}");
+}
+
+fn check_retention(_: Role, body: &Value) {
+    assert_eq!(body["platform_days"], 7, "{body}");
+}
+
+fn check_retention_set(_: Role, body: &Value) {
+    assert_eq!((body["days"].as_u64(), body["effective_days"].as_u64()), (Some(3), Some(3)), "{body}");
 }
 
 fn check_metrics(_: Role, body: &Value) {
@@ -426,11 +436,11 @@ async fn role_table(role: Role, via: Via) {
     let expected_refusals = match role {
         Role::Owner => 0,
         Role::Admin => 4,
-        Role::Member => 9,
-        Role::Viewer => 17,
+        Role::Member => 10,
+        Role::Viewer => 18,
     };
     assert_eq!(refused, expected_refusals, "{role:?}: refusals");
-    assert_eq!(allowed + refused, 33);
+    assert_eq!(allowed + refused, 35);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! An app's logs: history (`GET …/logs`) and the live stream (`GET …/logs/stream`).
 
 pub mod history;
+pub mod retention;
 pub mod stream;
 
 use gantry_common::logs::LogStream;
