@@ -917,10 +917,12 @@ async fn a_team_keeps_its_logs_for_less_than_the_platform_and_older_lines_go() {
     let old = stdout(instances[0], 1, now - time::Duration::days(5), "old");
     let new = stdout(instances[0], 2, now - time::Duration::seconds(5), "new");
     agent.ship(vec![old, new]).await;
-    let before = texts(&shipped(&history(&admin, &web, &[("stream", "stdout")]).await))
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
+    let before = texts(&shipped(
+        &history(&admin, &web, &[("stream", "stdout")]).await,
+    ))
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<_>>();
     assert_eq!(before, ["old", "new"]);
     gantry_backend::logs::partitions::maintain(&app.db, 7)
         .await
@@ -931,5 +933,8 @@ async fn a_team_keeps_its_logs_for_less_than_the_platform_and_older_lines_go() {
     // Back to the platform's retention.
     let res = admin.put(&retention, json!({"days": null})).await;
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body, json!({"days": null, "platform_days": 7, "effective_days": 7}));
+    assert_eq!(
+        body,
+        json!({"days": null, "platform_days": 7, "effective_days": 7})
+    );
 }

@@ -212,7 +212,11 @@ fn check_retention(_: Role, body: &Value) {
 }
 
 fn check_retention_set(_: Role, body: &Value) {
-    assert_eq!((body["days"].as_u64(), body["effective_days"].as_u64()), (Some(3), Some(3)), "{body}");
+    assert_eq!(
+        (body["days"].as_u64(), body["effective_days"].as_u64()),
+        (Some(3), Some(3)),
+        "{body}"
+    );
 }
 
 fn check_metrics(_: Role, body: &Value) {

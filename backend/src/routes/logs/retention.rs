@@ -28,7 +28,10 @@ fn retention(days: Option<i32>, platform_days: u32) -> LogRetention {
         answers::Authenticated, answers::PathParams,
         (status = 404, description = "No such team, or not yours", body = gantry_common::ErrorBody),
     ))]
-pub async fn get(State(state): State<AppState>, access: TeamAccess) -> ApiResult<Json<LogRetention>> {
+pub async fn get(
+    State(state): State<AppState>,
+    access: TeamAccess,
+) -> ApiResult<Json<LogRetention>> {
     let days: Option<i32> =
         sqlx::query_scalar("SELECT log_retention_days FROM teams WHERE id = $1")
             .bind(access.team.id)
