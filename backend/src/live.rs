@@ -119,6 +119,9 @@ pub fn upgrade(
         .map(|ws| {
             ws.max_message_size(MAX_CLIENT_MESSAGE_BYTES)
                 .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
+                // tungstenite zero-fills its read buffer before each read and keeps it: the
+                // default 128 KiB per socket is wasted on clients that send pings only.
+                .read_buffer_size(2 * MAX_CLIENT_MESSAGE_BYTES)
         })
         .map_err(|e| {
             bad_request(format!(

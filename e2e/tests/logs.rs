@@ -447,6 +447,34 @@ async fn logs_survive_a_server_crash_and_streams_follow_the_rules() -> anyhow::R
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let took = flood_started.elapsed();
+    // Every line of the flood is stored, once: a server slower than the app makes the agent
+    // wait, never drop.
+    let mut stored = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut page = format!("{apps}/flood/logs?stream=stdout&limit=5000");
+        if let Some(b) = &cursor {
+            page.push_str(&format!("&before={b}"));
+        }
+        let page = admin.get(&page).await?;
+        stored += numbers(
+            &page["items"]
+                .as_array()
+                .context("items")?
+                .iter()
+                .map(|i| i["line"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .len();
+        match page["before"].as_str() {
+            Some(b) => cursor = Some(b.to_owned()),
+            None => break,
+        }
+    }
+    ensure!(
+        stored == flood_lines as usize,
+        "{stored} of the flood's {flood_lines} lines stored"
+    );
     eprintln!(
         "flood: {flood_lines} lines of 200 bytes stored in {took:?} with 10 viewers that never read; server RSS {} MiB before, peak {} MiB",
         before / 1024,

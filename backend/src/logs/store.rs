@@ -53,7 +53,7 @@ pub struct Plan {
 /// Skips lines already stored (at or below the instance's cursor), unknown instances and
 /// lines older than `oldest`; stamps lines from the future (a node's clock ahead) `now`.
 pub fn plan(
-    lines: Vec<ShippedLine>,
+    lines: &[ShippedLine],
     targets: &HashMap<Uuid, Target>,
     now: OffsetDateTime,
     oldest: OffsetDateTime,
@@ -100,7 +100,7 @@ pub fn plan(
             release: target.release,
             ts,
             stream: line.stream,
-            line: storable(&cut_line(line.line)).into_owned(),
+            line: storable(&cut_line(line.line.clone())).into_owned(),
         });
     }
     plan
@@ -163,12 +163,25 @@ pub async fn store_batch(
     ids.extend(dropped.keys());
     ids.sort_unstable();
     ids.dedup();
-    let targets = targets(&state.db, node_id, &ids).await?;
     let now = OffsetDateTime::now_utc();
     let oldest = partitions::first_day_kept(now.date(), state.logs.retention_days)
         .midnight()
         .assume_utc();
-    let plan = plan(lines, &targets, now, oldest);
+    // An app deleted between reading the targets and the insert fails the insert (its rows'
+    // foreign key): read them again once, and its lines are then unknown and skipped.
+    let mut attempt = 0;
+    let (plan, targets, ids) = loop {
+        attempt += 1;
+        let targets = targets(&state.db, node_id, &ids).await?;
+        let plan = plan(&lines, &targets, now, oldest);
+        match insert(&state.db, node_id, &plan, &targets).await {
+            Ok(ids) => break (plan, targets, ids),
+            Err(e) if attempt == 1 && is_foreign_key_violation(&e) => {
+                tracing::debug!(node.id = %node_id, "an app went while its lines were stored; again: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     if plan.unknown > 0 || plan.expired > 0 {
         tracing::debug!(
             node.id = %node_id,
@@ -177,7 +190,6 @@ pub async fn store_batch(
             plan.expired
         );
     }
-    let ids = insert(&state.db, node_id, &plan, &targets).await?;
     state
         .metrics
         .log_lines_stored
@@ -216,6 +228,10 @@ pub async fn store_batch(
         .collect();
     events::record(&state.db, &state.logs.hub, dropped_events).await;
     Ok(plan.acks)
+}
+
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23503"))
 }
 
 /// Inserts the rows and moves the cursors in one transaction; answers the rows' ids in order.
@@ -315,8 +331,8 @@ mod tests {
     fn resends_are_skipped_and_the_cursor_moves_to_the_last_line() {
         let a = Uuid::from_u128(1);
         let targets = HashMap::from([(a, target(a, Some(2)))]);
-        let lines = (1..=4).map(|s| line(a, s, s as i64)).collect();
-        let plan = plan(lines, &targets, at(1000), at(0));
+        let lines: Vec<_> = (1..=4).map(|s| line(a, s, s as i64)).collect();
+        let plan = plan(&lines, &targets, at(1000), at(0));
         assert_eq!(
             plan.rows
                 .iter()
@@ -332,7 +348,7 @@ mod tests {
     fn a_batch_of_resends_only_acknowledges_what_is_stored() {
         let a = Uuid::from_u128(1);
         let targets = HashMap::from([(a, target(a, Some(9)))]);
-        let plan = plan(vec![line(a, 5, 5)], &targets, at(1000), at(0));
+        let plan = plan(&[line(a, 5, 5)], &targets, at(1000), at(0));
         assert!(plan.rows.is_empty());
         assert_eq!(plan.acks[&a], LogCursor { seq: 9, ts: at(9) });
     }
@@ -341,7 +357,7 @@ mod tests {
     fn unknown_instances_are_acknowledged_but_not_stored() {
         let stranger = Uuid::from_u128(7);
         let plan = plan(
-            vec![line(stranger, 1, 1), line(stranger, 2, 2)],
+            &[line(stranger, 1, 1), line(stranger, 2, 2)],
             &HashMap::new(),
             at(10),
             at(0),
@@ -356,7 +372,7 @@ mod tests {
         let a = Uuid::from_u128(1);
         let targets = HashMap::from([(a, target(a, None))]);
         let plan = plan(
-            vec![line(a, 1, 5), line(a, 2, 50), line(a, 3, 5000)],
+            &[line(a, 1, 5), line(a, 2, 50), line(a, 3, 5000)],
             &targets,
             at(100),
             at(10),
@@ -381,7 +397,7 @@ mod tests {
         let targets = HashMap::from([(a, target(a, None))]);
         let mut forged = line(a, 1, 1);
         forged.stream = LogStream::Event;
-        let plan = plan(vec![forged], &targets, at(10), at(0));
+        let plan = plan(&[forged], &targets, at(10), at(0));
         assert!(plan.rows.is_empty());
         assert_eq!(plan.acks[&a].seq, 1);
     }

@@ -18,7 +18,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use gantry_common::agent::{cut_line, LogCursor, ShippedLine, MAX_LOG_BATCH_LINES};
+use gantry_common::agent::{
+    cut_line, LogCursor, ShippedLine, MAX_LOG_BATCH_LINES, MAX_LOG_LINE_BYTES,
+};
+use gantry_common::logs::LogStream;
 use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -78,9 +81,11 @@ impl LogBuffer {
         self.lines.is_empty()
     }
 
-    /// At its byte cap: one more line would drop the oldest.
+    /// So near its byte cap that the longest line might not fit without dropping the oldest.
+    /// (Not `bytes >= cap`: a push evicts until it is just under the cap, so that test would
+    /// let a reader that waits for room push — and evict — forever.)
     pub fn full(&self) -> bool {
-        self.bytes >= self.cap_bytes
+        self.bytes + MAX_LOG_LINE_BYTES + LINE_OVERHEAD > self.cap_bytes
     }
 
     /// Adds a line; makes room by dropping the oldest lines (sent or not), and counts them.
@@ -147,8 +152,12 @@ impl LogBuffer {
 #[derive(Debug)]
 struct Shared {
     buffer: LogBuffer,
-    /// The last line read of each instance.
+    /// The last line read of each instance (its number, and the latest stamp read).
     read: HashMap<Uuid, LogCursor>,
+    /// The latest stamp read of each instance's stdout and of its stderr: a line not newer
+    /// than it is one read already (the engine's follower repeats lines when it starts again or
+    /// when a log file rotates under a slow reader; each stream's stamps only go up).
+    latest: HashMap<(Uuid, LogStream), OffsetDateTime>,
     /// The server's cursors have arrived since this agent started: reading may begin.
     cursors_known: bool,
     /// A session with the server is up: a full buffer makes readers wait, not drop.
@@ -173,6 +182,7 @@ impl LogShipper {
             shared: Arc::new(Mutex::new(Shared {
                 buffer: LogBuffer::new(buffer_bytes),
                 read: HashMap::new(),
+                latest: HashMap::new(),
                 cursors_known: false,
                 connected: false,
             })),
@@ -191,6 +201,11 @@ impl LogShipper {
     pub fn set_cursors(&self, held: BTreeMap<Uuid, LogCursor>) {
         let mut shared = self.lock();
         for (instance, cursor) in held {
+            // Both streams from the server's latest stamp (it does not keep one per stream).
+            for stream in [LogStream::Stdout, LogStream::Stderr] {
+                let latest = shared.latest.entry((instance, stream)).or_insert(cursor.ts);
+                *latest = (*latest).max(cursor.ts);
+            }
             let read = shared.read.entry(instance).or_insert(cursor);
             if read.seq < cursor.seq {
                 *read = cursor;
@@ -250,9 +265,18 @@ impl LogShipper {
     /// Takes a line an instance wrote.
     fn take(&self, instance: Uuid, out: OutputLine) {
         let mut shared = self.lock();
+        let latest = shared
+            .latest
+            .entry((instance, out.stream))
+            .or_insert(out.ts - MOMENT);
+        if out.ts <= *latest {
+            return; // read already
+        }
+        *latest = out.ts;
         let read = shared.read.get(&instance).copied();
         let seq = read.map_or(1, |r| r.seq + 1);
-        shared.read.insert(instance, LogCursor { seq, ts: out.ts });
+        let ts = read.map_or(out.ts, |r| r.ts.max(out.ts));
+        shared.read.insert(instance, LogCursor { seq, ts });
         shared.buffer.push(ShippedLine {
             instance,
             seq,
@@ -264,33 +288,15 @@ impl LogShipper {
         self.wake.notify_one();
     }
 
-    /// Where a follower of `instance` starts: the last line read, if any (the engine is asked
-    /// from its second on, and the lines up to it are skipped by a [`Resume`]).
+    /// Where a follower of `instance` starts: the latest stamp read, if any (the engine is
+    /// asked from its second on; [`Self::take`] skips what was read).
     fn last_read(&self, instance: Uuid) -> Option<OffsetDateTime> {
         self.lock().read.get(&instance).map(|r| r.ts)
     }
 }
 
-/// A follower that starts again skips what was read: lines up to the last one read, until
-/// the first newer line. After that every line counts, in the engine's order, even one stamped
-/// a little earlier than the line before it (the engine's stamps are not strictly ordered).
-/// Pure.
-#[derive(Debug, Clone, Copy)]
-struct Resume {
-    after: Option<OffsetDateTime>,
-}
-
-impl Resume {
-    fn keep(&mut self, ts: OffsetDateTime) -> bool {
-        match self.after {
-            Some(after) if ts <= after => false,
-            _ => {
-                self.after = None;
-                true
-            }
-        }
-    }
-}
+/// Less than any two lines' stamps apart.
+const MOMENT: time::Duration = time::Duration::nanoseconds(1);
 
 /// One follower per container: started when the container is seen, again when it was
 /// restarted (a new start time) or its stream broke while it runs.
@@ -350,16 +356,13 @@ pub async fn follow_containers<R: ContainerRuntime>(
             let shipper = shipper.clone();
             let id = c.id.clone();
             let task = tokio::spawn(async move {
-                let after = shipper.last_read(instance);
-                let mut resume = Resume { after };
-                let since = after.map_or(0, OffsetDateTime::unix_timestamp);
+                let since = shipper
+                    .last_read(instance)
+                    .map_or(0, OffsetDateTime::unix_timestamp);
                 let mut output = runtime.follow_output(&id, since);
                 while let Some(line) = output.next().await {
                     match line {
                         Ok(line) => {
-                            if !resume.keep(line.ts) {
-                                continue;
-                            }
                             shipper.wait_for_room().await;
                             shipper.take(instance, line);
                         }
@@ -391,8 +394,6 @@ pub async fn follow_containers<R: ContainerRuntime>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gantry_common::agent::MAX_LOG_LINE_BYTES;
-    use gantry_common::logs::LogStream;
 
     fn line(instance: Uuid, seq: u64, text: &str) -> ShippedLine {
         ShippedLine {
@@ -462,6 +463,26 @@ mod tests {
     }
 
     #[test]
+    fn full_means_the_next_line_might_not_fit_so_a_waiting_reader_never_evicts() {
+        let a = Uuid::from_u128(1);
+        let cap = 4 * (MAX_LOG_LINE_BYTES + LINE_OVERHEAD);
+        let mut buf = LogBuffer::new(cap);
+        let long = "x".repeat(MAX_LOG_LINE_BYTES);
+        let mut seq = 0;
+        // A reader that waits for room while `full()`: it never makes the buffer drop a line.
+        while !buf.full() {
+            seq += 1;
+            buf.push(line(a, seq, &long));
+        }
+        assert_eq!(
+            buf.len(),
+            4,
+            "exactly as many longest lines as the cap holds"
+        );
+        assert!(buf.dropped.is_empty(), "nothing dropped: {:?}", buf.dropped);
+    }
+
+    #[test]
     fn a_full_buffer_drops_the_oldest_and_counts_them_per_instance() {
         let a = Uuid::from_u128(1);
         let b = Uuid::from_u128(2);
@@ -504,18 +525,12 @@ mod tests {
             },
         )]));
         assert_eq!(shipper.last_read(a), Some(at(100)));
-        let mut resume = Resume {
-            after: shipper.last_read(a),
-        };
         for (ts, text) in [
             (99, "old"),
             (100, "same second, read"),
             (101, "new"),
             (102, "newer"),
         ] {
-            if !resume.keep(at(ts)) {
-                continue;
-            }
             shipper.take(
                 a,
                 OutputLine {
@@ -546,18 +561,36 @@ mod tests {
     }
 
     #[test]
-    fn once_past_the_resume_point_every_line_counts_whatever_its_stamp() {
+    fn lines_the_engine_repeats_are_read_once_per_stream() {
+        let shipper = LogShipper::new(1 << 20);
+        let a = Uuid::from_u128(1);
         let at = |ms: i64| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
-        let mut resume = Resume {
-            after: Some(at(100)),
+        let out = |stream, ms, text: &str| OutputLine {
+            stream,
+            ts: at(ms),
+            text: text.into(),
         };
-        let kept: Vec<i64> = [90, 100, 105, 104, 99, 106]
-            .into_iter()
-            .filter(|&ms| resume.keep(at(ms)))
-            .collect();
-        assert_eq!(kept, [105, 104, 99, 106]);
-        let mut fresh = Resume { after: None };
-        assert!(fresh.keep(at(0)));
+        use LogStream::{Stderr, Stdout};
+        // A rotation under a slow reader repeats 2 and 3; stderr's stamps interleave with
+        // stdout's and count on their own.
+        for line in [
+            out(Stdout, 10, "1"),
+            out(Stdout, 20, "2"),
+            out(Stderr, 15, "e1"),
+            out(Stdout, 30, "3"),
+            out(Stdout, 20, "2"),
+            out(Stdout, 30, "3"),
+            out(Stdout, 40, "4"),
+            out(Stderr, 15, "e1"),
+            out(Stderr, 35, "e2"),
+        ] {
+            shipper.take(a, line);
+        }
+        let batch = shipper.next_batch().unwrap();
+        let lines: Vec<&str> = batch.lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(lines, ["1", "2", "e1", "3", "4", "e2"]);
+        let seqs: Vec<u64> = batch.lines.iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
     }
 
     #[test]
