@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::auth::origin::is_cross_site;
 use crate::auth::{Caller, Via};
 use crate::error::{bad_request, forbidden, ApiError, ApiResult};
-use crate::state::AppState;
+use crate::state::{App, AppState};
 
 pub const REAUTHORIZE_EVERY: Duration = Duration::from_secs(2);
 /// A frame the client has not taken in this long closes the stream.
@@ -38,10 +38,13 @@ pub const CLOSE_POLICY: u16 = 1008;
 /// Close code for a client too slow to take its frames (RFC 6455: try again later).
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
 
-/// Counts open streams per user.
+/// Counts open streams per user, and remembers recent access checks.
 pub struct LiveGate {
     per_user: Mutex<HashMap<Uuid, u32>>,
     cap: u32,
+    /// Access checks of the last moments, shared by the streams of one viewer (a thousand
+    /// browser tabs of one user make one query per [`REAUTHORIZE_EVERY`], not a thousand).
+    checked: Mutex<HashMap<Viewer, (Instant, bool)>>,
 }
 
 /// One open stream; dropping it frees the slot.
@@ -67,6 +70,7 @@ impl LiveGate {
         LiveGate {
             per_user: Mutex::new(HashMap::new()),
             cap,
+            checked: Mutex::new(HashMap::new()),
         }
     }
 
@@ -132,7 +136,7 @@ pub fn upgrade(
 }
 
 /// Whom a stream serves, to check again while it is open.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Viewer {
     pub user_id: Uuid,
     pub team_id: Uuid,
@@ -158,8 +162,30 @@ impl Viewer {
 }
 
 /// Whether the viewer may still see the app: still a member of its team (every role may read
-/// logs), the app still there, the token not revoked or the session not ended.
-pub async fn still_allowed(db: &PgPool, viewer: &Viewer) -> sqlx::Result<bool> {
+/// logs), the app still there, the token not revoked or the session not ended. An answer is
+/// reused for half of [`REAUTHORIZE_EVERY`] by the viewer's other streams.
+pub async fn still_allowed(state: &App, viewer: &Viewer) -> sqlx::Result<bool> {
+    let fresh = REAUTHORIZE_EVERY / 2;
+    {
+        let mut checked = state.live.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, allowed)) = checked.get(viewer) {
+            if at.elapsed() < fresh {
+                return Ok(*allowed);
+            }
+        }
+        checked.retain(|_, (at, _)| at.elapsed() < fresh);
+    }
+    let allowed = query_allowed(&state.db, viewer).await?;
+    state
+        .live
+        .checked
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(viewer.clone(), (Instant::now(), allowed));
+    Ok(allowed)
+}
+
+async fn query_allowed(db: &PgPool, viewer: &Viewer) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM memberships m JOIN apps a ON a.team_id = m.team_id
                         WHERE m.user_id = $1 AND m.team_id = $2 AND a.id = $3)

@@ -18,14 +18,10 @@ use crate::authz::AppAccess;
 use crate::error::{bad_request, ApiResult};
 use crate::live::{self, Permit, Viewer};
 use crate::logs::history::{self, Filter};
-use crate::logs::hub::LiveLine;
+use crate::logs::hub::{lines_frame, Frame, LiveLine, BATCH_WINDOW, MAX_FRAME_LINES};
 use crate::routes::answers;
 use crate::state::AppState;
 
-/// New lines wait at most this long to share a frame.
-const BATCH_WINDOW: Duration = Duration::from_millis(20);
-/// The most lines in one frame.
-const MAX_FRAME_LINES: usize = 500;
 const DEFAULT_TAIL: u32 = 100;
 const MAX_TAIL: u32 = 1000;
 
@@ -106,19 +102,6 @@ fn matches(filter: &Filter, q_lower: Option<&str>, item: &LogItem) -> bool {
         && q_lower.is_none_or(|q| item.line.to_lowercase().contains(q))
 }
 
-/// One `lines` frame from lines already encoded.
-fn lines_frame(lines: &[Arc<LiveLine>]) -> String {
-    let mut frame = String::from(r#"{"type":"lines","items":["#);
-    for (i, line) in lines.iter().enumerate() {
-        if i > 0 {
-            frame.push(',');
-        }
-        frame.push_str(&line.json);
-    }
-    frame.push_str("]}");
-    frame
-}
-
 fn text(frame: &LogFrame) -> Message {
     Message::Text(
         serde_json::to_string(frame)
@@ -139,6 +122,7 @@ async fn serve(
     // Subscribed before the replay is read: a line stored in between is in one or the other
     // (or both, and then shown once).
     let mut rx = state.logs.hub.subscribe(viewer.app_id);
+    let frames = state.logs.hub.subscribe_frames(viewer.app_id);
     let (replay, _) = if tail > 0 {
         history::page(&state.db, viewer.app_id, &filter, tail).await?
     } else {
@@ -153,6 +137,11 @@ async fn serve(
         tokio::time::timeout(live::SEND_TIMEOUT, sink.send(frame)).await??;
     }
     tokio::time::timeout(live::SEND_TIMEOUT, sink.send(text(&LogFrame::Live))).await??;
+    if filter == Filter::default() {
+        drop(rx);
+        return follow_frames(&state, frames, sink, incoming, &viewer, &replayed).await;
+    }
+    drop(frames);
 
     let q_lower = filter.q.as_deref().map(str::to_lowercase);
     let mut pending: Vec<Arc<LiveLine>> = Vec::new();
@@ -195,7 +184,7 @@ async fn serve(
                 }
             }
             _ = reauthorize.tick() => {
-                if !live::still_allowed(&state.db, &viewer).await? {
+                if !live::still_allowed(&state, &viewer).await? {
                     let closing = sink.send(live::close(live::CLOSE_POLICY, "your access to this app was withdrawn"));
                     let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
                     return Ok(());
@@ -204,6 +193,86 @@ async fn serve(
             message = incoming.next() => match message {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
                 Some(Ok(_)) => {} // pings are answered by the socket; nothing else is expected
+            },
+        }
+    }
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+type Incoming = futures_util::stream::SplitStream<WebSocket>;
+
+/// Sends a frame, or closes a client too slow to take it; false when the stream is over.
+async fn deliver(sink: &mut Sink, frame: Message) -> bool {
+    if tokio::time::timeout(live::SEND_TIMEOUT, sink.send(frame))
+        .await
+        .is_ok_and(|sent| sent.is_ok())
+    {
+        return true;
+    }
+    let closing = sink.send(live::close(
+        live::CLOSE_TRY_AGAIN,
+        "too slow: the stream could not deliver its lines",
+    ));
+    let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+    false
+}
+
+/// A viewer without a filter: the app's shared frames, sent as they are (but for lines the
+/// replay had, at the seam).
+async fn follow_frames(
+    state: &AppState,
+    mut frames: tokio::sync::broadcast::Receiver<Arc<Frame>>,
+    mut sink: Sink,
+    mut incoming: Incoming,
+    viewer: &Viewer,
+    replayed: &HashSet<i64>,
+) -> anyhow::Result<()> {
+    // The number of the next line this viewer should get.
+    let mut expected: Option<u64> = None;
+    let mut reauthorize = tokio::time::interval(live::REAUTHORIZE_EVERY);
+    reauthorize.tick().await;
+    loop {
+        tokio::select! {
+            received = frames.recv() => {
+                let frame = match received {
+                    Ok(frame) => frame,
+                    // The next frame's number says how many lines were missed.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return Ok(()),
+                };
+                let missed = expected.map_or(0, |e| frame.first.saturating_sub(e));
+                expected = Some(frame.first + frame.lines.len() as u64);
+                if missed > 0 && !deliver(&mut sink, text(&LogFrame::Dropped { count: missed })).await {
+                    return Ok(());
+                }
+                let message = if frame.lines.iter().any(|l| replayed.contains(&l.id)) {
+                    let fresh: Vec<Arc<LiveLine>> = frame
+                        .lines
+                        .iter()
+                        .filter(|l| !replayed.contains(&l.id))
+                        .cloned()
+                        .collect();
+                    if fresh.is_empty() {
+                        continue;
+                    }
+                    Message::Text(lines_frame(&fresh).into())
+                } else {
+                    Message::Text(frame.json.clone())
+                };
+                if !deliver(&mut sink, message).await {
+                    return Ok(());
+                }
+            }
+            _ = reauthorize.tick() => {
+                if !live::still_allowed(state, viewer).await? {
+                    let closing = sink.send(live::close(live::CLOSE_POLICY, "your access to this app was withdrawn"));
+                    let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+                    return Ok(());
+                }
+            }
+            message = incoming.next() => match message {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                Some(Ok(_)) => {}
             },
         }
     }

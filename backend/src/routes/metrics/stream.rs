@@ -105,7 +105,7 @@ async fn serve(
                 }
             }
             _ = reauthorize.tick() => {
-                if !live::still_allowed(&state.db, &viewer).await? {
+                if !live::still_allowed(&state, &viewer).await? {
                     let closing = sink.send(live::close(live::CLOSE_POLICY, "your access to this app was withdrawn"));
                     let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
                     return Ok(());
