@@ -220,17 +220,21 @@ async fn serve(state: AppState, socket: WebSocket, admission: Admission) -> anyh
             hello.name,
             hello.agent_version
         );
-        let welcome = serde_json::to_string(&ServerMessage::Welcome { node_id })?;
-        sink.send(Message::Text(welcome.into())).await?;
-        // Where each of its instances' logs stand here, so the agent reads on from there.
-        let cursors = logs::store::cursors_of_node(&state.db, node_id).await?;
-        let cursors = serde_json::to_string(&ServerMessage::LogCursors { instances: cursors })?;
-        sink.send(Message::Text(cursors.into())).await?;
+        // Connected from the welcome on (an admin acting on the node right after it sees it
+        // connected); the desired sets queue until the relay below sends them.
         let (tx, mut rx) = mpsc::channel(hub::QUEUE);
         let session = state.embedded.hub.attach(node_id, tx);
         state.embedded.kick();
-
-        let result = relay(&state, node_id, &mut sink, &mut stream, &mut rx).await;
+        let result = async {
+            let welcome = serde_json::to_string(&ServerMessage::Welcome { node_id })?;
+            sink.send(Message::Text(welcome.into())).await?;
+            // Where each of its instances' logs stand here, so the agent reads on from there.
+            let cursors = logs::store::cursors_of_node(&state.db, node_id).await?;
+            let cursors = serde_json::to_string(&ServerMessage::LogCursors { instances: cursors })?;
+            sink.send(Message::Text(cursors.into())).await?;
+            relay(&state, node_id, &mut sink, &mut stream, &mut rx).await
+        }
+        .await;
         state.embedded.hub.detach(node_id, session);
         tracing::info!("node {} ({node_id}) disconnected", hello.name);
         result
