@@ -244,7 +244,11 @@ pub const PASSWORD: &str = "correct horse battery";
 impl Admin {
     pub async fn sign_up(base: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().cookie_store(true).build()?;
-        let email = format!("ops-{}@example.com", std::process::id());
+        // One team per sign-up, also among the tests of one binary that run at once: the
+        // team names containers and networks, and a test's cleanup removes its team's.
+        static SIGN_UPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SIGN_UPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let email = format!("ops-{}-{n}@example.com", std::process::id());
         let res = http
             .post(format!("{base}/api/v1/auth/signup"))
             .json(&json!({"email": email, "password": PASSWORD}))

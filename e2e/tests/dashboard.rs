@@ -670,14 +670,32 @@ async fn the_live_log_view_follows_pauses_filters_and_searches() -> anyhow::Resu
     // instance's CPU and memory, for v1.
     let host = format!("chatty.{}.localhost", admin.team);
     let router: std::net::SocketAddr = ([127, 0, 0, 1], router_port).into();
-    let client = reqwest::Client::builder().resolve(&host, router).build()?;
+    let client = reqwest::Client::builder()
+        .resolve(&host, router)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    admin.wait_release("chatty", 1, "active", CONVERGE).await?;
     // Until the charts are checked (then aborted): the legend shows the newest point's figure.
+    // What the requests got, for the failure message: 2xx answers, others, errors.
+    let outcomes = std::sync::Arc::new(std::sync::Mutex::new((0u32, 0u32, String::new())));
+    let seen = outcomes.clone();
     let load = tokio::spawn(async move {
         loop {
-            let _ = client
+            let answer = client
                 .get(format!("http://{host}:{router_port}/"))
                 .send()
                 .await;
+            {
+                let mut o = seen.lock().expect("not poisoned");
+                match answer {
+                    Ok(r) if r.status().is_success() => o.0 += 1,
+                    Ok(r) => {
+                        o.1 += 1;
+                        o.2 = r.status().to_string();
+                    }
+                    Err(e) => o.2 = e.to_string(),
+                }
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
@@ -705,10 +723,14 @@ async fn the_live_log_view_follows_pauses_filters_and_searches() -> anyhow::Resu
         if shown(&requests) && shown(&memory) {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no figures: requests {requests:?}, memory {memory:?}"
-        );
+        if std::time::Instant::now() > deadline {
+            let routes = admin.get(&format!("{apps}/chatty/routes")).await?;
+            let (ok, other, last) = outcomes.lock().expect("not poisoned").clone();
+            panic!(
+                "no figures: requests {requests:?}, memory {memory:?}; the load got {ok} \
+                 successes, {other} other answers (last error: {last}); the routes: {routes}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let shot = b.screenshot(&screenshot_dir(), "app-metrics").await?;
