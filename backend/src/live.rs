@@ -18,8 +18,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::SinkExt;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -209,4 +211,44 @@ pub fn close(code: u16, reason: &str) -> Message {
         code,
         reason: reason.into(),
     }))
+}
+
+/// The sending half of a stream's socket.
+pub type Sink = SplitSink<WebSocket, Message>;
+/// What the client sends on a stream.
+pub type Incoming = SplitStream<WebSocket>;
+
+/// Closes the stream with `code` and `reason`, giving the close a moment to go out.
+pub async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close(code, reason))).await;
+}
+
+/// Sends a frame within [`SEND_TIMEOUT`], or closes a client too slow to take it (1013)
+/// saying what it missed (`what`: "lines", "points"); false when the stream is over.
+pub async fn deliver(sink: &mut Sink, frame: Message, what: &str) -> bool {
+    if tokio::time::timeout(SEND_TIMEOUT, sink.send(frame))
+        .await
+        .is_ok_and(|sent| sent.is_ok())
+    {
+        return true;
+    }
+    let reason = format!("too slow: the stream could not deliver its {what}");
+    close_with(sink, CLOSE_TRY_AGAIN, &reason).await;
+    false
+}
+
+/// At each tick of a stream's re-authorization timer: false, once the stream is closed with
+/// 1008, when the viewer may no longer see the app.
+pub async fn recheck(state: &App, viewer: &Viewer, sink: &mut Sink) -> sqlx::Result<bool> {
+    if still_allowed(state, viewer).await? {
+        return Ok(true);
+    }
+    close_with(sink, CLOSE_POLICY, "your access to this app was withdrawn").await;
+    Ok(false)
+}
+
+/// Whether what the client sent ends the stream: it closed or broke it. Anything else (pings
+/// are answered by the socket itself) is ignored.
+pub fn client_left(message: &Option<Result<Message, axum::Error>>) -> bool {
+    matches!(message, None | Some(Err(_)) | Some(Ok(Message::Close(_))))
 }

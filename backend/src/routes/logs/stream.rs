@@ -1,6 +1,5 @@
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -176,45 +175,19 @@ async fn serve(
                     pending.clear();
                 }
                 for frame in frames {
-                    if tokio::time::timeout(live::SEND_TIMEOUT, sink.send(frame)).await.is_err() {
-                        let closing = sink.send(live::close(live::CLOSE_TRY_AGAIN, "too slow: the stream could not deliver its lines"));
-                        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+                    if !live::deliver(&mut sink, frame, "lines").await {
                         return Ok(());
                     }
                 }
             }
-            _ = reauthorize.tick() => {
-                if !live::still_allowed(&state, &viewer).await? {
-                    let closing = sink.send(live::close(live::CLOSE_POLICY, "your access to this app was withdrawn"));
-                    let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
-                    return Ok(());
-                }
-            }
-            message = incoming.next() => match message {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
-                Some(Ok(_)) => {} // pings are answered by the socket; nothing else is expected
+            _ = reauthorize.tick() => if !live::recheck(&state, &viewer, &mut sink).await? {
+                return Ok(());
+            },
+            message = incoming.next() => if live::client_left(&message) {
+                return Ok(());
             },
         }
     }
-}
-
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
-type Incoming = futures_util::stream::SplitStream<WebSocket>;
-
-/// Sends a frame, or closes a client too slow to take it; false when the stream is over.
-async fn deliver(sink: &mut Sink, frame: Message) -> bool {
-    if tokio::time::timeout(live::SEND_TIMEOUT, sink.send(frame))
-        .await
-        .is_ok_and(|sent| sent.is_ok())
-    {
-        return true;
-    }
-    let closing = sink.send(live::close(
-        live::CLOSE_TRY_AGAIN,
-        "too slow: the stream could not deliver its lines",
-    ));
-    let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
-    false
 }
 
 /// A viewer without a filter: the app's shared frames, sent as they are (but for lines the
@@ -222,8 +195,8 @@ async fn deliver(sink: &mut Sink, frame: Message) -> bool {
 async fn follow_frames(
     state: &AppState,
     mut frames: tokio::sync::broadcast::Receiver<Arc<Frame>>,
-    mut sink: Sink,
-    mut incoming: Incoming,
+    mut sink: live::Sink,
+    mut incoming: live::Incoming,
     viewer: &Viewer,
     replayed: &HashSet<i64>,
 ) -> anyhow::Result<()> {
@@ -242,7 +215,7 @@ async fn follow_frames(
                 };
                 let missed = expected.map_or(0, |e| frame.first.saturating_sub(e));
                 expected = Some(frame.first + frame.lines.len() as u64);
-                if missed > 0 && !deliver(&mut sink, text(&LogFrame::Dropped { count: missed })).await {
+                if missed > 0 && !live::deliver(&mut sink, text(&LogFrame::Dropped { count: missed }), "lines").await {
                     return Ok(());
                 }
                 let message = if frame.lines.iter().any(|l| replayed.contains(&l.id)) {
@@ -259,20 +232,15 @@ async fn follow_frames(
                 } else {
                     Message::Text(frame.json.clone())
                 };
-                if !deliver(&mut sink, message).await {
+                if !live::deliver(&mut sink, message, "lines").await {
                     return Ok(());
                 }
             }
-            _ = reauthorize.tick() => {
-                if !live::still_allowed(state, viewer).await? {
-                    let closing = sink.send(live::close(live::CLOSE_POLICY, "your access to this app was withdrawn"));
-                    let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
-                    return Ok(());
-                }
-            }
-            message = incoming.next() => match message {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
-                Some(Ok(_)) => {}
+            _ = reauthorize.tick() => if !live::recheck(state, viewer, &mut sink).await? {
+                return Ok(());
+            },
+            message = incoming.next() => if live::client_left(&message) {
+                return Ok(());
             },
         }
     }

@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -98,22 +96,15 @@ async fn serve(
                     Err(RecvError::Lagged(n)) => MetricFrame::Dropped { count: n },
                     Err(RecvError::Closed) => return Ok(()),
                 };
-                if tokio::time::timeout(live::SEND_TIMEOUT, sink.send(text(&frame))).await.is_err() {
-                    let closing = sink.send(live::close(live::CLOSE_TRY_AGAIN, "too slow: the stream could not deliver its points"));
-                    let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+                if !live::deliver(&mut sink, text(&frame), "points").await {
                     return Ok(());
                 }
             }
-            _ = reauthorize.tick() => {
-                if !live::still_allowed(&state, &viewer).await? {
-                    let closing = sink.send(live::close(live::CLOSE_POLICY, "your access to this app was withdrawn"));
-                    let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
-                    return Ok(());
-                }
-            }
-            message = incoming.next() => match message {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
-                Some(Ok(_)) => {}
+            _ = reauthorize.tick() => if !live::recheck(&state, &viewer, &mut sink).await? {
+                return Ok(());
+            },
+            message = incoming.next() => if live::client_left(&message) {
+                return Ok(());
             },
         }
     }
