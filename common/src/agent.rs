@@ -30,8 +30,12 @@ use crate::logs::LogStream;
 /// shipping (logs, log cursors and their acknowledgements) and container usage.
 pub const PROTOCOL_VERSION: u32 = 4;
 
-/// The most lines an agent puts in one [`AgentMessage::Logs`] batch.
-pub const MAX_LOG_BATCH_LINES: usize = 1000;
+/// The most lines an agent puts in one [`AgentMessage::Logs`] batch: the server stores a batch
+/// in one transaction, so bigger batches mean fewer commits (each an fsync) while a flood drains.
+pub const MAX_LOG_BATCH_LINES: usize = 2000;
+/// The most bytes of line text in one batch (so its JSON, even with every byte escaped, stays
+/// within the server's message cap).
+pub const MAX_LOG_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// The longest line shipped, in bytes; longer lines are cut (at a character boundary).
 pub const MAX_LOG_LINE_BYTES: usize = 8 * 1024;
 

@@ -38,9 +38,13 @@ use crate::logs;
 use crate::state::AppState;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection waits for the node's old one to finish storing its logs.
+const WRITER_PATIENCE: Duration = Duration::from_secs(30);
 const MAX_LABELS: usize = 32;
+/// A batch of logs at its worst: every byte of its text escaped as `\u00XX` (6×), and the
+/// lines' other fields.
 const MAX_AGENT_MESSAGE_BYTES: usize =
-    2 * gantry_common::agent::MAX_LOG_BATCH_LINES * gantry_common::agent::MAX_LOG_LINE_BYTES;
+    6 * gantry_common::agent::MAX_LOG_BATCH_BYTES + gantry_common::agent::MAX_LOG_BATCH_LINES * 256;
 
 /// How a connection was let in.
 #[derive(Debug, Clone)]
@@ -228,11 +232,22 @@ async fn serve(state: AppState, socket: WebSocket, admission: Admission) -> anyh
         let result = async {
             let welcome = serde_json::to_string(&ServerMessage::Welcome { node_id })?;
             sink.send(Message::Text(welcome.into())).await?;
+            // Its older connection (replaced above) finishes storing first.
+            let writer = state
+                .logs
+                .writers
+                .acquire(node_id, WRITER_PATIENCE)
+                .await;
+            if writer.is_none() {
+                tracing::warn!("the node's previous connection was still storing logs after {WRITER_PATIENCE:?}; going on");
+            }
             // Where each of its instances' logs stand here, so the agent reads on from there.
             let cursors = logs::store::cursors_of_node(&state.db, node_id).await?;
             let cursors = serde_json::to_string(&ServerMessage::LogCursors { instances: cursors })?;
             sink.send(Message::Text(cursors.into())).await?;
-            relay(&state, node_id, &mut sink, &mut stream, &mut rx).await
+            let result = relay(&state, node_id, &mut sink, &mut stream, &mut rx).await;
+            drop(writer);
+            result
         }
         .await;
         state.embedded.hub.detach(node_id, session);
@@ -361,6 +376,8 @@ async fn relay(
                         state.embedded.kick();
                     }
                     Ok(AgentMessage::Logs { lines, dropped }) => {
+                        // One batch at a time, in order: the cursors (what the agent forgets
+                        // once acknowledged) only ever cover committed lines.
                         let held = logs::store::store_batch(state, node_id, lines, dropped).await?;
                         let ack = serde_json::to_string(&ServerMessage::LogsAck { instances: held })?;
                         sink.send(Message::Text(ack.into())).await?;

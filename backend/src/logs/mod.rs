@@ -17,6 +17,8 @@ pub struct Logs {
     pub hub: std::sync::Arc<LogHub>,
     /// Days lines are kept (the platform's setting; a team may keep less).
     pub retention_days: u32,
+    /// One writer per node at a time (see [`store::Writers`]).
+    pub writers: store::Writers,
 }
 
 impl Logs {
@@ -24,6 +26,7 @@ impl Logs {
         Logs {
             hub,
             retention_days,
+            writers: store::Writers::default(),
         }
     }
 }

@@ -106,6 +106,33 @@ pub fn plan(
     plan
 }
 
+/// One connection at a time stores a node's lines. When an agent reconnects, its old
+/// connection may still be storing a batch that the agent is about to send again; the new
+/// connection reads the cursors (and dedups against them) only after the old one finished,
+/// so a resent line is never stored twice.
+#[derive(Default)]
+pub struct Writers {
+    nodes: std::sync::Mutex<HashMap<Uuid, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Writers {
+    /// Waits (up to `patience`) for the node's previous connection to finish storing.
+    pub async fn acquire(
+        &self,
+        node_id: Uuid,
+        patience: std::time::Duration,
+    ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let lock = self
+            .nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(node_id)
+            .or_default()
+            .clone();
+        tokio::time::timeout(patience, lock.lock_owned()).await.ok()
+    }
+}
+
 /// The last line stored of each instance on a node: sent to its agent after `welcome`.
 pub async fn cursors_of_node(
     db: &PgPool,
@@ -167,8 +194,9 @@ pub async fn store_batch(
     let oldest = partitions::first_day_kept(now.date(), state.logs.retention_days)
         .midnight()
         .assume_utc();
-    // An app deleted between reading the targets and the insert fails the insert (its rows'
-    // foreign key): read them again once, and its lines are then unknown and skipped.
+    // An app deleted between reading the targets and the insert fails the cursors' insert
+    // (their foreign key): read them again once, and its lines are then unknown and skipped.
+    // (The lines themselves have no foreign key, a lookup per row being too dear.)
     let mut attempt = 0;
     let (plan, targets, ids) = loop {
         attempt += 1;

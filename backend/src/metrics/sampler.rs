@@ -85,9 +85,14 @@ async fn store(db: &PgPool, batch: &[(Uuid, MetricPoint)]) -> sqlx::Result<()> {
         "INSERT INTO metric_points (app_id, step_seconds, ts, release, instances, cpu_millis,
              memory_bytes, rx_bytes_per_second, tx_bytes_per_second, requests_per_second,
              error_percent, p50_ms, p99_ms)
-         SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::int[],
-                              $6::int[], $7::bigint[], $8::bigint[], $9::bigint[],
-                              $10::float8[], $11::float8[], $12::float8[], $13::float8[])
+         SELECT p.* FROM UNNEST($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::int[],
+                                $6::int[], $7::bigint[], $8::bigint[], $9::bigint[],
+                                $10::float8[], $11::float8[], $12::float8[], $13::float8[])
+                         AS p(app_id, step_seconds, ts, release, instances, cpu_millis,
+                              memory_bytes, rx, tx, requests, errors, p50, p99)
+         -- An app deleted since the router counted it has no points (one such row would fail
+         -- the whole tick's insert on the foreign key).
+         WHERE EXISTS (SELECT 1 FROM apps a WHERE a.id = p.app_id)
          ON CONFLICT DO NOTHING",
     )
     .bind(batch.iter().map(|(app, _)| *app).collect::<Vec<_>>())

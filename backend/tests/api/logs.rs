@@ -619,6 +619,46 @@ async fn history_pages_back_and_filters_by_text_instance_stream_and_time() {
 }
 
 #[tokio::test]
+async fn a_deleted_apps_lines_and_cursors_go_with_it() {
+    let Placed {
+        app,
+        admin,
+        mut agent,
+        web,
+        instances,
+    } = placed(1).await;
+    let id = instances[0];
+    let t = base();
+    let lines: Vec<ShippedLine> = (1..=3)
+        .map(|i| stdout(id, i, t + Duration::from_secs(i), "bye"))
+        .collect();
+    agent.ship(lines).await;
+    let app_id: Uuid = sqlx::query_scalar("SELECT id FROM apps WHERE name = 'web'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let count = |sql: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(app_id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let lines_of_app = "SELECT count(*) FROM log_lines WHERE app_id = $1";
+    let cursors_of_app = "SELECT count(*) FROM log_cursors WHERE app_id = $1";
+    assert!(count(lines_of_app).await >= 3, "stored with the app");
+    assert_eq!(count(cursors_of_app).await, 1);
+
+    let res = admin.delete(&web).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(count(lines_of_app).await, 0, "the lines went with the app");
+    assert_eq!(count(cursors_of_app).await, 0, "and the cursors");
+}
+
+#[tokio::test]
 async fn bad_history_queries_are_400s_that_say_what_is_wrong() {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice@example.com").await;

@@ -340,14 +340,34 @@ fn line_audit(db_url: &str, app: &str, split: i128, from: bool, lines: u64) -> S
             out_of_order += 1;
         }
     }
+    let mut repeated: Vec<u64> = Vec::new();
     for &n in &numbers {
         if let Some(s) = seen.get_mut(n as usize) {
             if *s {
                 dupes += 1;
+                repeated.push(n);
             }
             *s = true;
         }
     }
+    // Each copy of the first repeated lines: row id, stamp, length, inserting transaction.
+    let copies: Vec<String> = repeated
+        .iter()
+        .take(3)
+        .map(|n| {
+            let sql = format!(
+                "SELECT string_agg(l.id || '@' || l.ts || ' len ' || length(l.line) || ' tx ' || l.xmin, ' & ' ORDER BY l.id)
+                 FROM log_lines l JOIN apps a ON a.id = l.app_id
+                 WHERE a.name = '{app}' AND l.stream = 'stdout' AND l.line LIKE 'line {n} %'"
+            );
+            let out = std::process::Command::new("psql")
+                .args([db_url, "-Atc", &sql])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default();
+            format!("line {n}: {out}")
+        })
+        .collect();
     let mut gaps: Vec<(u64, u64)> = Vec::new(); // (first missing, length)
     let mut n = 1;
     while n <= lines {
@@ -381,8 +401,9 @@ fn line_audit(db_url: &str, app: &str, split: i128, from: bool, lines: u64) -> S
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     format!(
-        "{} rows, {dupes} duplicates, {out_of_order} out of order, {missing} of {lines} missing in {} gaps (largest {largest}; first: {}); agent-drop events: {events}",
+        "{} rows, {dupes} duplicates{}, {out_of_order} out of order, {missing} of {lines} missing in {} gaps (largest {largest}; first: {}); agent-drop events: {events}",
         numbers.len(),
+        if copies.is_empty() { String::new() } else { format!(" ({})", copies.join("; ")) },
         gaps.len(),
         first.join(", ")
     )
@@ -903,7 +924,21 @@ async fn main() -> anyhow::Result<()> {
     api.create_app("fan", 200, logging_vars.clone()).await?;
     api.deploy("fan").await?;
     api.wait_ready("fan", 1).await?;
-    let url = format!("{ws_base}{}/fan/logs/stream?tail=0&stream=stdout", api.apps);
+    // Unfiltered, as the dashboard opens an app's log: the viewers share the app's frames.
+    // LOGS_BENCH_FILTER=stdout measures viewers with a filter instead (each its own frames).
+    let filter = match std::env::var("LOGS_BENCH_FILTER") {
+        Ok(stream) if !stream.is_empty() => format!("&stream={stream}"),
+        _ => String::new(),
+    };
+    println!(
+        "viewers: {}",
+        if filter.is_empty() {
+            "unfiltered (shared frames)"
+        } else {
+            "filtered by stream (own frames)"
+        }
+    );
+    let url = format!("{ws_base}{}/fan/logs/stream?tail=0{filter}", api.apps);
     let live = Arc::new(AtomicUsize::new(0));
     let recording = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use gantry_common::agent::{
-    cut_line, LogCursor, ShippedLine, MAX_LOG_BATCH_LINES, MAX_LOG_LINE_BYTES,
+    cut_line, LogCursor, ShippedLine, MAX_LOG_BATCH_BYTES, MAX_LOG_BATCH_LINES, MAX_LOG_LINE_BYTES,
 };
 use gantry_common::logs::LogStream;
 use time::OffsetDateTime;
@@ -110,7 +110,15 @@ impl LogBuffer {
         if self.batches >= MAX_BATCHES_IN_FLIGHT || (unsent == 0 && self.dropped.is_empty()) {
             return None;
         }
-        let take = unsent.min(MAX_LOG_BATCH_LINES);
+        let mut take = 0;
+        let mut bytes = 0;
+        for line in self.lines.range(self.sent..).take(MAX_LOG_BATCH_LINES) {
+            bytes += line.line.len();
+            if take > 0 && bytes > MAX_LOG_BATCH_BYTES {
+                break;
+            }
+            take += 1;
+        }
         let lines: Vec<ShippedLine> = self
             .lines
             .range(self.sent..self.sent + take)
@@ -441,6 +449,26 @@ mod tests {
         buf.ack(&held(&[(a, 3)]));
         assert_eq!(buf.len(), 2);
         assert_eq!(buf.next_batch().unwrap().lines[0].seq, 5);
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_its_lines_and_its_bytes() {
+        let a = Uuid::from_u128(1);
+        let mut buf = LogBuffer::new(64 << 20);
+        for seq in 1..=(MAX_LOG_BATCH_LINES as u64 + 5) {
+            buf.push(line(a, seq, "short"));
+        }
+        assert_eq!(buf.next_batch().unwrap().lines.len(), MAX_LOG_BATCH_LINES);
+        assert_eq!(buf.next_batch().unwrap().lines.len(), 5);
+
+        let mut buf = LogBuffer::new(64 << 20);
+        let long = "x".repeat(MAX_LOG_LINE_BYTES);
+        let fit = MAX_LOG_BATCH_BYTES / MAX_LOG_LINE_BYTES;
+        for seq in 1..=(fit as u64 + 3) {
+            buf.push(line(a, seq, &long));
+        }
+        assert_eq!(buf.next_batch().unwrap().lines.len(), fit);
+        assert_eq!(buf.next_batch().unwrap().lines.len(), 3);
     }
 
     #[test]
