@@ -12,18 +12,22 @@ DROP INDEX log_lines_line_idx;
 CREATE INDEX log_lines_line_idx ON log_lines USING gin (line gin_trgm_ops)
     WITH (gin_pending_list_limit = 32768);
 
--- 2. No foreign key to apps (a lookup per inserted row). An app's lines go with it through a
---    trigger instead, also when its team goes. Lines of an app deleted while a batch of them was
---    being stored stay behind, invisible (no app can name them), until their day's partition is
---    dropped.
+-- 2. No foreign key to apps (a lookup per inserted row), for the lines nor for the cursors: a
+--    batch stored while an app is deleted must not fail (it would end the agent's session;
+--    deleting ten apps in a row did). An app's lines and cursors go with it through a trigger
+--    instead, also when its team goes. What a batch stored for an app deleted meanwhile stays
+--    behind, invisible (no app can name it): its lines until their day's partition is dropped,
+--    its cursor with the cursors of other gone instances after the retention window.
 ALTER TABLE log_lines DROP CONSTRAINT log_lines_app_id_fkey;
+ALTER TABLE log_cursors DROP CONSTRAINT log_cursors_app_id_fkey;
 
-CREATE FUNCTION delete_app_log_lines() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION delete_app_logs() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM log_lines WHERE app_id = OLD.id;
+    DELETE FROM log_cursors WHERE app_id = OLD.id;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER apps_delete_log_lines AFTER DELETE ON apps
-    FOR EACH ROW EXECUTE FUNCTION delete_app_log_lines();
+CREATE TRIGGER apps_delete_logs AFTER DELETE ON apps
+    FOR EACH ROW EXECUTE FUNCTION delete_app_logs();

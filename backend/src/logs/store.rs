@@ -26,6 +26,17 @@ pub struct Target {
     pub ts: Option<OffsetDateTime>,
 }
 
+/// A stamp as Postgres keeps it (to the microsecond) and the nanoseconds it loses.
+fn split_nanos(ts: OffsetDateTime) -> (OffsetDateTime, i32) {
+    let nanos = (ts.nanosecond() % 1000) as i32;
+    (ts - time::Duration::nanoseconds(i64::from(nanos)), nanos)
+}
+
+/// A cursor's stamp from its two columns.
+fn join_nanos(ts: OffsetDateTime, nanos: i32) -> OffsetDateTime {
+    ts + time::Duration::nanoseconds(i64::from(nanos.clamp(0, 999)))
+}
+
 /// A line to insert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -138,36 +149,45 @@ pub async fn cursors_of_node(
     db: &PgPool,
     node_id: Uuid,
 ) -> sqlx::Result<BTreeMap<Uuid, LogCursor>> {
-    let rows: Vec<(Uuid, i64, OffsetDateTime)> =
-        sqlx::query_as("SELECT instance_id, seq, ts FROM log_cursors WHERE node_id = $1")
+    let rows: Vec<(Uuid, i64, OffsetDateTime, i32)> =
+        sqlx::query_as("SELECT instance_id, seq, ts, ts_nanos FROM log_cursors WHERE node_id = $1")
             .bind(node_id)
             .fetch_all(db)
             .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, seq, ts)| {
+        .map(|(id, seq, ts, nanos)| {
             (
                 id,
                 LogCursor {
                     seq: seq.max(0) as u64,
-                    ts,
+                    ts: join_nanos(ts, nanos),
                 },
             )
         })
         .collect())
 }
 
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    #[sqlx(flatten)]
+    target: Target,
+    ts: Option<OffsetDateTime>,
+    ts_nanos: Option<i32>,
+}
+
 async fn targets(db: &PgPool, node_id: Uuid, ids: &[Uuid]) -> sqlx::Result<HashMap<Uuid, Target>> {
     // The instance's row while it exists; its cursor (which remembers the app and release)
     // after it is gone.
-    let rows: Vec<Target> = sqlx::query_as(
-        "SELECT i.id AS instance_id, i.team_id, i.app_id, rs.version AS release, c.seq, c.ts
+    let rows: Vec<TargetRow> = sqlx::query_as(
+        "SELECT i.id AS instance_id, i.team_id, i.app_id, rs.version AS release, c.seq, c.ts,
+                c.ts_nanos
          FROM instances i
          LEFT JOIN release_sets rs ON rs.release_id = i.release_id
          LEFT JOIN log_cursors c ON c.instance_id = i.id
          WHERE i.id = ANY($1) AND i.node_id = $2
          UNION ALL
-         SELECT c.instance_id, c.team_id, c.app_id, c.release, c.seq, c.ts
+         SELECT c.instance_id, c.team_id, c.app_id, c.release, c.seq, c.ts, c.ts_nanos
          FROM log_cursors c
          WHERE c.instance_id = ANY($1) AND c.node_id = $2
            AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = c.instance_id AND i.node_id = $2)",
@@ -176,7 +196,16 @@ async fn targets(db: &PgPool, node_id: Uuid, ids: &[Uuid]) -> sqlx::Result<HashM
     .bind(node_id)
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(|t| (t.instance_id, t)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let t = Target {
+                ts: r.ts.map(|ts| join_nanos(ts, r.ts_nanos.unwrap_or(0))),
+                ..r.target
+            };
+            (t.instance_id, t)
+        })
+        .collect())
 }
 
 /// Stores a batch from the agent of `node_id`; answers the cursors to acknowledge.
@@ -194,22 +223,11 @@ pub async fn store_batch(
     let oldest = partitions::first_day_kept(now.date(), state.logs.retention_days)
         .midnight()
         .assume_utc();
-    // An app deleted between reading the targets and the insert fails the cursors' insert
-    // (their foreign key): read them again once, and its lines are then unknown and skipped.
-    // (The lines themselves have no foreign key, a lookup per row being too dear.)
-    let mut attempt = 0;
-    let (plan, targets, ids) = loop {
-        attempt += 1;
-        let targets = targets(&state.db, node_id, &ids).await?;
-        let plan = plan(&lines, &targets, now, oldest);
-        match insert(&state.db, node_id, &plan, &targets).await {
-            Ok(ids) => break (plan, targets, ids),
-            Err(e) if attempt == 1 && is_foreign_key_violation(&e) => {
-                tracing::debug!(node.id = %node_id, "an app went while its lines were stored; again: {e}");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    // (An app deleted meanwhile does not fail the insert: the log tables have no foreign
+    // key to apps. What is stored for it stays behind, invisible, until it expires.)
+    let targets = targets(&state.db, node_id, &ids).await?;
+    let plan = plan(&lines, &targets, now, oldest);
+    let ids = insert(&state.db, node_id, &plan, &targets).await?;
     if plan.unknown > 0 || plan.expired > 0 {
         tracing::debug!(
             node.id = %node_id,
@@ -258,10 +276,6 @@ pub async fn store_batch(
     Ok(plan.acks)
 }
 
-fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23503"))
-}
-
 /// Inserts the rows and moves the cursors in one transaction; answers the rows' ids in order.
 async fn insert(
     db: &PgPool,
@@ -299,13 +313,19 @@ async fn insert(
         .collect();
     if !moved.is_empty() {
         sqlx::query(
-            "INSERT INTO log_cursors (instance_id, node_id, team_id, app_id, release, seq, ts)
-             SELECT i, $1, t, a, r, s, ts
+            "INSERT INTO log_cursors (instance_id, node_id, team_id, app_id, release, seq, ts,
+                                      ts_nanos)
+             SELECT i, $1, t, a, r, s, ts, n
              FROM UNNEST($2::uuid[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[],
-                         $7::timestamptz[]) AS x(i, t, a, r, s, ts)
+                         $7::timestamptz[], $8::int[]) AS x(i, t, a, r, s, ts, n)
              ON CONFLICT (instance_id) DO UPDATE
                  SET seq = GREATEST(log_cursors.seq, EXCLUDED.seq),
-                     ts = GREATEST(log_cursors.ts, EXCLUDED.ts)",
+                     ts = CASE WHEN (EXCLUDED.ts, EXCLUDED.ts_nanos)
+                                    > (log_cursors.ts, log_cursors.ts_nanos)
+                               THEN EXCLUDED.ts ELSE log_cursors.ts END,
+                     ts_nanos = CASE WHEN (EXCLUDED.ts, EXCLUDED.ts_nanos)
+                                          > (log_cursors.ts, log_cursors.ts_nanos)
+                                     THEN EXCLUDED.ts_nanos ELSE log_cursors.ts_nanos END",
         )
         .bind(node_id)
         .bind(moved.iter().map(|(id, _, _)| **id).collect::<Vec<_>>())
@@ -318,7 +338,18 @@ async fn insert(
                 .map(|(_, c, _)| c.seq as i64)
                 .collect::<Vec<_>>(),
         )
-        .bind(moved.iter().map(|(_, c, _)| c.ts).collect::<Vec<_>>())
+        .bind(
+            moved
+                .iter()
+                .map(|(_, c, _)| split_nanos(c.ts).0)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            moved
+                .iter()
+                .map(|(_, c, _)| split_nanos(c.ts).1)
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await?;
     }
@@ -417,6 +448,15 @@ mod tests {
                 ts: at(100)
             }
         );
+    }
+
+    #[test]
+    fn a_stamp_splits_into_microseconds_and_the_nanoseconds_postgres_drops() {
+        let ts = at(100) + time::Duration::nanoseconds(123_456_789);
+        let (micros, nanos) = split_nanos(ts);
+        assert_eq!(nanos, 789);
+        assert_eq!(micros.nanosecond() % 1000, 0);
+        assert_eq!(join_nanos(micros, nanos), ts);
     }
 
     #[test]

@@ -273,7 +273,9 @@ async fn a_reconnected_agent_is_told_where_each_instances_log_stands() {
         instances,
     } = placed(1).await;
     let id = instances[0];
-    let t = base();
+    // Stamps to the nanosecond, as the engine's are (Postgres keeps microseconds): the cursor
+    // must give the last one back exactly, or a restarted agent reads that line again.
+    let t = base() + Duration::from_nanos(123_456_789);
     let batch: Vec<ShippedLine> = (1..=4)
         .map(|s| stdout(id, s, t + Duration::from_secs(s), &format!("line {s}")))
         .collect();
