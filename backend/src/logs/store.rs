@@ -168,11 +168,11 @@ pub async fn cursors_of_node(
         .collect())
 }
 
+/// A target as read, its cursor's stamp still in two columns.
 #[derive(sqlx::FromRow)]
 struct TargetRow {
     #[sqlx(flatten)]
     target: Target,
-    ts: Option<OffsetDateTime>,
     ts_nanos: Option<i32>,
 }
 
@@ -198,13 +198,15 @@ async fn targets(db: &PgPool, node_id: Uuid, ids: &[Uuid]) -> sqlx::Result<HashM
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            let t = Target {
-                ts: r.ts.map(|ts| join_nanos(ts, r.ts_nanos.unwrap_or(0))),
-                ..r.target
-            };
-            (t.instance_id, t)
-        })
+        .map(
+            |TargetRow {
+                 mut target,
+                 ts_nanos,
+             }| {
+                target.ts = target.ts.map(|ts| join_nanos(ts, ts_nanos.unwrap_or(0)));
+                (target.instance_id, target)
+            },
+        )
         .collect())
 }
 
@@ -312,6 +314,8 @@ async fn insert(
         .filter(|(_, c, t)| t.seq.is_none_or(|s| (c.seq as i64) > s))
         .collect();
     if !moved.is_empty() {
+        let (micros, nanos): (Vec<OffsetDateTime>, Vec<i32>) =
+            moved.iter().map(|(_, c, _)| split_nanos(c.ts)).unzip();
         sqlx::query(
             "INSERT INTO log_cursors (instance_id, node_id, team_id, app_id, release, seq, ts,
                                       ts_nanos)
@@ -338,18 +342,8 @@ async fn insert(
                 .map(|(_, c, _)| c.seq as i64)
                 .collect::<Vec<_>>(),
         )
-        .bind(
-            moved
-                .iter()
-                .map(|(_, c, _)| split_nanos(c.ts).0)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            moved
-                .iter()
-                .map(|(_, c, _)| split_nanos(c.ts).1)
-                .collect::<Vec<_>>(),
-        )
+        .bind(micros)
+        .bind(nanos)
         .execute(&mut *tx)
         .await?;
     }
