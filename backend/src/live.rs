@@ -1,4 +1,4 @@
-//! The rules every browser-facing websocket follows (the log stream, and the metric and
+//! The rules every browser-facing websocket follows (the log, metric and node streams, and the
 //! rollout streams to come):
 //!
 //! - **Who**: the session cookie or a bearer token, checked at the handshake like any request
@@ -137,23 +137,30 @@ pub fn upgrade(
         })
 }
 
+/// What a stream shows, which decides who may go on watching it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sees {
+    /// One app's logs or metrics: for its team's members (every role).
+    App { team_id: Uuid, app_id: Uuid },
+    /// The cluster's nodes: for platform admins.
+    Nodes,
+}
+
 /// Whom a stream serves, to check again while it is open.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Viewer {
     pub user_id: Uuid,
-    pub team_id: Uuid,
-    pub app_id: Uuid,
+    pub sees: Sees,
     pub token_id: Option<Uuid>,
     /// The session's id as the session store keeps it.
     pub session_id: Option<String>,
 }
 
 impl Viewer {
-    pub fn new(caller: &Caller, team_id: Uuid, app_id: Uuid) -> Self {
+    pub fn new(caller: &Caller, sees: Sees) -> Self {
         Viewer {
             user_id: caller.user.id,
-            team_id,
-            app_id,
+            sees,
             token_id: caller.token().map(|t| t.id),
             session_id: match &caller.via {
                 Via::Session(s) => s.id().map(|id| id.to_string()),
@@ -161,11 +168,16 @@ impl Viewer {
             },
         }
     }
+    /// A member watching one of the team's apps.
+    pub fn of_app(caller: &Caller, team_id: Uuid, app_id: Uuid) -> Self {
+        Viewer::new(caller, Sees::App { team_id, app_id })
+    }
 }
 
-/// Whether the viewer may still see the app: still a member of its team (every role may read
-/// logs), the app still there, the token not revoked or the session not ended. An answer is
-/// reused for half of [`REAUTHORIZE_EVERY`] by the viewer's other streams.
+/// Whether the viewer may still see what the stream shows: still a member of the app's team
+/// (every role may read logs) and the app still there, or still a platform admin; and the
+/// token not revoked or the session not ended. An answer is reused for half of
+/// [`REAUTHORIZE_EVERY`] by the viewer's other streams.
 pub async fn still_allowed(state: &App, viewer: &Viewer) -> sqlx::Result<bool> {
     let fresh = REAUTHORIZE_EVERY / 2;
     {
@@ -188,17 +200,25 @@ pub async fn still_allowed(state: &App, viewer: &Viewer) -> sqlx::Result<bool> {
 }
 
 async fn query_allowed(db: &PgPool, viewer: &Viewer) -> sqlx::Result<bool> {
+    // `$2` and `$3` NULL: the nodes, for a platform admin.
+    let (team_id, app_id) = match viewer.sees {
+        Sees::App { team_id, app_id } => (Some(team_id), Some(app_id)),
+        Sees::Nodes => (None, None),
+    };
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM memberships m JOIN apps a ON a.team_id = m.team_id
-                        WHERE m.user_id = $1 AND m.team_id = $2 AND a.id = $3)
+        "SELECT CASE WHEN $3::uuid IS NULL
+                THEN EXISTS (SELECT 1 FROM users WHERE id = $1 AND is_platform_admin)
+                ELSE EXISTS (SELECT 1 FROM memberships m JOIN apps a ON a.team_id = m.team_id
+                             WHERE m.user_id = $1 AND m.team_id = $2 AND a.id = $3)
+                END
             AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM api_tokens
                                              WHERE id = $4 AND revoked_at IS NULL))
             AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM tower_sessions.session
                                              WHERE id = $5 AND expiry_date > now()))",
     )
     .bind(viewer.user_id)
-    .bind(viewer.team_id)
-    .bind(viewer.app_id)
+    .bind(team_id)
+    .bind(app_id)
     .bind(viewer.token_id)
     .bind(viewer.session_id.as_deref())
     .fetch_one(db)
@@ -238,12 +258,21 @@ pub async fn deliver(sink: &mut Sink, frame: Message, what: &str) -> bool {
 }
 
 /// At each tick of a stream's re-authorization timer: false, once the stream is closed with
-/// 1008, when the viewer may no longer see the app.
+/// 1008, when the viewer may no longer see what it shows.
 pub async fn recheck(state: &App, viewer: &Viewer, sink: &mut Sink) -> sqlx::Result<bool> {
     if still_allowed(state, viewer).await? {
         return Ok(true);
     }
-    close_with(sink, CLOSE_POLICY, "your access to this app was withdrawn").await;
+    let what = match viewer.sees {
+        Sees::App { .. } => "this app",
+        Sees::Nodes => "the nodes",
+    };
+    close_with(
+        sink,
+        CLOSE_POLICY,
+        &format!("your access to {what} was withdrawn"),
+    )
+    .await;
     Ok(false)
 }
 

@@ -98,6 +98,14 @@ pub struct Node {
     pub created_at: OffsetDateTime,
 }
 
+/// A frame of the live node stream (server → client), tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeFrame {
+    /// Every node, as `GET /api/v1/nodes` lists them now.
+    Nodes { nodes: Vec<Node> },
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

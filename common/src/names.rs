@@ -110,8 +110,16 @@ impl TeamSlug {
 }
 
 impl NodeName {
+    /// Routes under `/api/v1/nodes/` that a node of that name would shadow.
+    pub const RESERVED: [&'static str; 2] = ["join-tokens", "stream"];
+
     pub fn parse(s: &str) -> Result<Self, NameError> {
         check_dns_label("node name", s)?;
+        if Self::RESERVED.contains(&s) {
+            return Err(NameError(format!(
+                "node name {s:?} is reserved (/api/v1/nodes/{s} is an API route): choose another with --name"
+            )));
+        }
         Ok(Self(s.to_owned()))
     }
 }
@@ -343,7 +351,7 @@ mod schema {
     text_schema!(
         NodeName,
         Text {
-            description: "A worker node's name: a DNS label, unique in its cluster.",
+            description: "A worker node's name: a DNS label, unique in its cluster, other than `join-tokens` and `stream`.",
             min: 1,
             max: 63,
             pattern: Some(DNS_LABEL),
@@ -417,6 +425,16 @@ mod tests {
         ] {
             let err = AppName::parse(bad).unwrap_err().0;
             assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn node_names_are_dns_labels_but_not_the_routes_beside_them() {
+        assert!(NodeName::parse("n1").is_ok());
+        assert!(NodeName::parse("N1").is_err());
+        for reserved in NodeName::RESERVED {
+            let err = NodeName::parse(reserved).unwrap_err().0;
+            assert!(err.contains("reserved"), "{reserved}: {err}");
         }
     }
 

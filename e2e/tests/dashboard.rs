@@ -737,8 +737,9 @@ async fn the_live_log_view_follows_pauses_filters_and_searches() -> anyhow::Resu
     println!("screenshot: {}", shot.display());
     load.abort();
 
-    // The nodes page shows what the node's instances use, live.
+    // The nodes page shows what the node's instances use, live: its stream is open.
     b.open(&format!("{base}/nodes")).await?;
+    b.wait_for_text("[data-test=nodes-status]", "live").await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let row = b

@@ -547,6 +547,9 @@ pub async fn nodes() -> ApiResult<Vec<Node>> {
     get("/api/v1/nodes").await
 }
 
+/// The nodes, live: `NodeFrame`s.
+pub const NODES_STREAM_PATH: &str = "/api/v1/nodes/stream";
+
 // ---- members ----
 
 pub async fn members(team: &str) -> ApiResult<Vec<Member>> {

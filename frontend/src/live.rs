@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 
 /// Keeps a websocket open to `path` (`/api/v1/…/stream?…`) on this server: opened again when
-/// `path` changes, closed when the page goes. Each text frame goes to `on_text`; a close (with
+/// `path` changes, closed when the page goes or `path` becomes empty. Each text frame goes to `on_text`; a close (with
 /// its code and reason) to `on_close`. The server renders pages without it.
 #[cfg(not(feature = "hydrate"))]
 pub fn follow(
@@ -42,6 +42,9 @@ pub fn follow(
     Effect::new(move |_| {
         let path = path.get();
         current.set_value(None);
+        if path.is_empty() {
+            return;
+        }
         let Some(location) = web_sys::window().map(|w| w.location()) else {
             return;
         };

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use gantry_common::agent::{InstanceUsage, USAGE_SECONDS};
 use gantry_common::cluster::NodeResources;
 use sqlx::PgPool;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// A report older than this is stale: the instance stopped or its node went quiet.
@@ -31,9 +32,19 @@ pub struct Reported {
     pub at: Instant,
 }
 
-#[derive(Default)]
 pub struct UsageBook {
     by_instance: Mutex<HashMap<Uuid, Reported>>,
+    /// Marked at every report: the live node view sends its update then.
+    reported: watch::Sender<()>,
+}
+
+impl Default for UsageBook {
+    fn default() -> Self {
+        UsageBook {
+            by_instance: Mutex::default(),
+            reported: watch::channel(()).0,
+        }
+    }
 }
 
 impl UsageBook {
@@ -79,7 +90,14 @@ impl UsageBook {
                 );
             }
         }
+        drop(book);
+        self.reported.send_replace(());
         Ok(())
+    }
+
+    /// Changes at each report a node makes (every [`USAGE_SECONDS`]).
+    pub fn reports(&self) -> watch::Receiver<()> {
+        self.reported.subscribe()
     }
 
     /// What each node's instances use now, added up.

@@ -69,6 +69,7 @@ pub fn api() -> axum::Router<AppState> {
         .routes(routes!(releases::get::get))
         .routes(routes!(releases::rollback::rollback))
         .routes(routes!(nodes::list::list))
+        .routes(routes!(nodes::stream::stream))
         .routes(routes!(nodes::remove::remove))
         .routes(routes!(
             nodes::join_tokens::list,

@@ -88,6 +88,12 @@ pub mod answers {
              type, or a name or number outside its constraints",
         ),
         (
+            "TooManyStreams",
+            "429",
+            "Too many live streams open for this user (`GANTRY_STREAMS_PER_USER`): close one \
+             first",
+        ),
+        (
             "Internal",
             "500",
             "Something went wrong on the server; it has been logged, and the message says \
@@ -131,6 +137,20 @@ pub mod answers {
                 "UnsupportedMediaType",
                 "Invalid",
             ])
+        }
+    }
+
+    /// Every websocket stream (`live.rs`): the switch, and 429 beyond the per-user cap.
+    pub struct Stream;
+
+    impl IntoResponses for Stream {
+        fn responses() -> BTreeMap<String, RefOr<Response>> {
+            let mut answers = refs(&["TooManyStreams"]);
+            let switched = ResponseBuilder::new()
+                .description("Switched to the websocket: JSON text frames as described above")
+                .build();
+            answers.insert("101".to_owned(), RefOr::T(switched));
+            answers
         }
     }
 

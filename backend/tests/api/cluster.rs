@@ -347,6 +347,11 @@ async fn an_agent_with_a_bad_node_name_is_refused() {
     agent.send(&hello("Node A")).await;
     let reason = agent.refusal().await;
     assert!(reason.contains("node name"), "{reason}");
+    // A name the API's own routes beside the nodes' take.
+    let mut agent = FakeAgent::join(&app, &admin).await;
+    agent.send(&hello("stream")).await;
+    let reason = agent.refusal().await;
+    assert!(reason.contains("reserved"), "{reason}");
     assert_eq!(app.count("nodes").await, 0);
 }
 

@@ -11,6 +11,7 @@ mod csrf;
 mod errors;
 mod fake_agent;
 mod logs;
+mod node_stream;
 mod openapi;
 mod releases;
 mod tokens;

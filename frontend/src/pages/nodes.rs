@@ -1,20 +1,18 @@
 //! `/nodes`: the embedded cluster's worker nodes, for platform admins. Others see the server's
-//! 403 message in place (the header links here only for admins). What each node's instances
-//! use is live: the list reloads every [`LIVE`], the rate at which agents report it.
+//! 403 message in place (the header links here only for admins). Once the list has loaded, the
+//! node stream keeps it live: statuses, and what each node's instances use as their agents
+//! report it.
 
-use gantry_common::cluster::Node;
+use gantry_common::cluster::{Node, NodeFrame};
 use leptos::prelude::*;
 
 use crate::api;
-use crate::components::{rows_resource, text_table, Empty, Frame};
+use crate::components::{rows_resource, text_table, Empty, Frame, Rows};
 
 /// Millicores as cores with one decimal, in integers (float formatting costs wasm size).
 fn cores(millis: u64) -> String {
     format!("{}.{}", millis / 1000, millis % 1000 / 100)
 }
-
-/// How often the list reloads.
-const LIVE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn cells(n: Node) -> Vec<String> {
     let (allocated, cap) = (n.allocated, n.capacity);
@@ -42,9 +40,29 @@ fn cells(n: Node) -> Vec<String> {
 
 #[component]
 pub fn Nodes() -> impl IntoView {
+    // The first list over REST: a refusal comes with the server's message (a refused websocket
+    // handshake says nothing to the page).
     let nodes = rows_resource(Box::new(|| {
         Box::pin(async { Ok(api::nodes().await?.into_iter().map(cells).collect()) })
     }));
+    let streamed = RwSignal::new(None::<Rows>);
+    let status = RwSignal::new(String::new());
+    let path = Memo::new(move |_| match nodes.get() {
+        Some(Ok(_)) => api::NODES_STREAM_PATH.to_owned(),
+        _ => String::new(),
+    });
+    let on_text = move |text: String| {
+        if let Ok(NodeFrame::Nodes { nodes }) = serde_json::from_str(&text) {
+            streamed.set(Some(nodes.into_iter().map(cells).collect()));
+            status.set("live".into());
+        }
+    };
+    let on_close = move |_code: u16, reason: String| {
+        status.set(format!(
+            "stream closed {reason}; reload the page to follow again"
+        ));
+    };
+    crate::live::follow(path.into(), on_text, on_close);
     let heads = &[
         "Name",
         "Status",
@@ -55,12 +73,6 @@ pub fn Nodes() -> impl IntoView {
         "Instances",
         "Labels",
     ];
-    // In an effect: only the browser runs it (the server renders the page once).
-    Effect::new(move |_| {
-        if let Ok(timer) = set_interval_with_handle(move || nodes.refetch(), LIVE) {
-            on_cleanup(move || timer.clear());
-        }
-    });
     let list = move || {
         let empty = Empty {
             title: "No nodes yet",
@@ -68,13 +80,14 @@ pub fn Nodes() -> impl IntoView {
                    with Docker run:",
             code: "gantry agent --server URL --token gjt_…".into(),
         };
-        text_table(nodes.get(), "nodes-table", heads, 1, empty, None)
+        let rows = streamed.get().map(Ok).or_else(|| nodes.get());
+        text_table(rows, "nodes-table", heads, 1, empty, None)
     };
     view! {
         <Frame team=String::new()>
             <div class="head">
                 <h1>"Nodes"</h1>
-                <button type="button" on:click=move |_| nodes.refetch()>"Refresh"</button>
+                <span class="muted" data-test="nodes-status">{move || status.get()}</span>
             </div>
             {list}
         </Frame>

@@ -11,6 +11,7 @@ use gantry_common::logs::{LogFrame, LogItem};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use super::RawFilter;
 use crate::authz::AppAccess;
@@ -54,12 +55,11 @@ pub struct StreamQuery {
 #[utoipa::path(get, path = "/api/v1/teams/{team}/apps/{app}/logs/stream", tag = "logs",
     params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name"), StreamQuery),
     responses(
-        (status = 101, description = "Switched to the websocket: JSON text frames as described above"),
+        answers::Stream,
         answers::Authenticated,
         (status = 400, description = "Not a websocket handshake, a bad filter, or a malformed path", body = gantry_common::ErrorBody),
         (status = 403, description = "A session-authenticated handshake from another site's page", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app", body = gantry_common::ErrorBody),
-        (status = 429, description = "Too many live streams open for this user", body = gantry_common::ErrorBody),
     ))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -85,9 +85,10 @@ pub async fn stream(
     .check()?;
     let ws = live::upgrade(upgrade)?;
     let permit = live::admit(&state, access.caller.user.id)?;
-    let viewer = Viewer::new(&access.caller, access.team.id, app.id);
+    let app_id = app.id;
+    let viewer = Viewer::of_app(&access.caller, access.team.id, app_id);
     Ok(ws.on_upgrade(move |socket| async move {
-        if let Err(e) = serve(state, socket, viewer, filter, tail, permit).await {
+        if let Err(e) = serve(state, socket, app_id, viewer, filter, tail, permit).await {
             tracing::debug!("log stream ended: {e}");
         }
     }))
@@ -112,6 +113,7 @@ fn text(frame: &LogFrame) -> Message {
 async fn serve(
     state: AppState,
     socket: WebSocket,
+    app_id: Uuid,
     viewer: Viewer,
     filter: Filter,
     tail: u32,
@@ -120,10 +122,10 @@ async fn serve(
     let (mut sink, mut incoming) = socket.split();
     // Subscribed before the replay is read: a line stored in between is in one or the other
     // (or both, and then shown once).
-    let mut rx = state.logs.hub.subscribe(viewer.app_id);
-    let frames = state.logs.hub.subscribe_frames(viewer.app_id);
+    let mut rx = state.logs.hub.subscribe(app_id);
+    let frames = state.logs.hub.subscribe_frames(app_id);
     let (replay, _) = if tail > 0 {
-        history::page(&state.db, viewer.app_id, &filter, tail).await?
+        history::page(&state.db, app_id, &filter, tail).await?
     } else {
         (Vec::new(), None)
     };

@@ -7,6 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use gantry_common::metrics::MetricFrame;
 use time::OffsetDateTime;
 use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
 
 use crate::authz::AppAccess;
 use crate::error::ApiResult;
@@ -33,12 +34,11 @@ fn text(frame: &MetricFrame) -> Message {
 #[utoipa::path(get, path = "/api/v1/teams/{team}/apps/{app}/metrics/stream", tag = "metrics",
     params(("team" = inline(gantry_common::TeamSlug), Path, description = "Team name"), ("app" = inline(gantry_common::AppName), Path, description = "App name")),
     responses(
-        (status = 101, description = "Switched to the websocket: JSON text frames as described above"),
+        answers::Stream,
         answers::Authenticated,
         (status = 400, description = "Not a websocket handshake, or a malformed path", body = gantry_common::ErrorBody),
         (status = 403, description = "A session-authenticated handshake from another site's page", body = gantry_common::ErrorBody),
         (status = 404, description = "No such app", body = gantry_common::ErrorBody),
-        (status = 429, description = "Too many live streams open for this user", body = gantry_common::ErrorBody),
     ))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -49,9 +49,10 @@ pub async fn stream(
     live::check_origin(&access.caller, &headers, &state.public_url)?;
     let ws = live::upgrade(upgrade)?;
     let permit = live::admit(&state, access.caller.user.id)?;
-    let viewer = Viewer::new(&access.caller, access.team.id, app.id);
+    let app_id = app.id;
+    let viewer = Viewer::of_app(&access.caller, access.team.id, app_id);
     Ok(ws.on_upgrade(move |socket| async move {
-        if let Err(e) = serve(state, socket, viewer, permit).await {
+        if let Err(e) = serve(state, socket, app_id, viewer, permit).await {
             tracing::debug!("metrics stream ended: {e}");
         }
     }))
@@ -60,21 +61,15 @@ pub async fn stream(
 async fn serve(
     state: AppState,
     socket: WebSocket,
+    app_id: Uuid,
     viewer: Viewer,
     _permit: Permit,
 ) -> anyhow::Result<()> {
     let (mut sink, mut incoming) = socket.split();
-    let mut rx = state.metrics.hub.subscribe(viewer.app_id);
+    let mut rx = state.metrics.hub.subscribe(app_id);
     let now = OffsetDateTime::now_utc();
-    let replay = sampler::series(
-        &state.db,
-        viewer.app_id,
-        now - REPLAY,
-        now,
-        STEP_SECONDS,
-        10_000,
-    )
-    .await?;
+    let replay =
+        sampler::series(&state.db, app_id, now - REPLAY, now, STEP_SECONDS, 10_000).await?;
     let last_replayed = replay.points.last().map(|p| p.ts);
     for frame in [
         text(&MetricFrame::Points {

@@ -7,7 +7,7 @@ use crate::authz::PlatformAdmin;
 use crate::cluster::EMBEDDED_CLUSTER;
 use crate::error::ApiResult;
 use crate::routes::answers;
-use crate::state::AppState;
+use crate::state::{App, AppState};
 
 /// The worker nodes, with status, capacity, what is allocated on them, their instance count and
 /// warnings (e.g. a loopback address the router could not reach).
@@ -22,6 +22,11 @@ pub async fn list(
     State(state): State<AppState>,
     _admin: PlatformAdmin,
 ) -> ApiResult<Json<Vec<Node>>> {
+    Ok(Json(all(&state).await?))
+}
+
+/// Every node, with what its instances use now.
+pub async fn all(state: &App) -> sqlx::Result<Vec<Node>> {
     let rows: Vec<NodeRow> = sqlx::query_as(NODE_QUERY)
         .bind(EMBEDDED_CLUSTER)
         .bind(None::<uuid::Uuid>)
@@ -29,9 +34,8 @@ pub async fn list(
         .await?;
     let remote = state.agents_may_be_remote();
     let mut used = state.metrics.usage.by_node();
-    Ok(Json(
-        rows.iter()
-            .map(|r| r.to_api(remote, used.remove(&r.id)))
-            .collect(),
-    ))
+    Ok(rows
+        .iter()
+        .map(|r| r.to_api(remote, used.remove(&r.id)))
+        .collect())
 }

@@ -1,10 +1,12 @@
 //! `/api/v1/nodes`: the embedded cluster's worker nodes and the tokens that let them join, for
-//! platform admins. Every change is in the platform audit log (`GET /api/v1/audit`).
+//! platform admins, also live (`/api/v1/nodes/stream`). Every change is in the platform audit
+//! log (`GET /api/v1/audit`).
 
 pub mod join_tokens;
 pub mod list;
 pub mod maintenance;
 pub mod remove;
+pub mod stream;
 
 use std::collections::BTreeMap;
 
