@@ -104,10 +104,15 @@ impl LogBuffer {
         }
     }
 
+    /// Whether another batch may go out before an acknowledgement comes back.
+    pub fn room_in_flight(&self) -> bool {
+        self.batches < MAX_BATCHES_IN_FLIGHT
+    }
+
     /// The next batch to send, if there is something to send and room in flight.
     pub fn next_batch(&mut self) -> Option<Batch> {
         let unsent = self.lines.len() - self.sent;
-        if self.batches >= MAX_BATCHES_IN_FLIGHT || (unsent == 0 && self.dropped.is_empty()) {
+        if !self.room_in_flight() || (unsent == 0 && self.dropped.is_empty()) {
             return None;
         }
         let mut take = 0;
@@ -292,8 +297,13 @@ impl LogShipper {
             stream: out.stream,
             line: cut_line(out.text),
         });
+        // The connection can send only with room in flight; without it, the next
+        // acknowledgement wakes it. (Waking it for every line read cost more CPU than reading.)
+        let can_send = shared.buffer.room_in_flight();
         drop(shared);
-        self.wake.notify_one();
+        if can_send {
+            self.wake.notify_one();
+        }
     }
 
     /// Where a follower of `instance` starts: the latest stamp read, if any (the engine is
@@ -586,6 +596,43 @@ mod tests {
             },
         )]));
         assert_eq!(shipper.last_read(a), Some(at(102)));
+    }
+
+    #[test]
+    fn the_connection_is_woken_for_a_line_only_when_a_batch_can_go_out() {
+        use futures_util::FutureExt;
+        let shipper = LogShipper::new(1 << 20);
+        let a = Uuid::from_u128(1);
+        // Whether the connection task would wake now (consumes the wake-up).
+        let woken = |s: &LogShipper| s.wake.notified().now_or_never().is_some();
+        let read = |s: &LogShipper, n: i64| {
+            s.take(
+                a,
+                OutputLine {
+                    stream: LogStream::Stdout,
+                    ts: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(n),
+                    text: format!("line {n}"),
+                },
+            )
+        };
+        shipper.connected();
+        assert!(woken(&shipper), "a new session sends what is waiting");
+        for n in 1..=MAX_BATCHES_IN_FLIGHT as i64 {
+            read(&shipper, n);
+            assert!(woken(&shipper), "room in flight: line {n} wakes it");
+            assert!(shipper.next_batch().is_some());
+        }
+        read(&shipper, 100);
+        assert!(
+            !woken(&shipper),
+            "no room in flight: nothing to do until an ack"
+        );
+        shipper.ack(&held(&[(a, 1)]));
+        assert!(
+            woken(&shipper),
+            "the acknowledgement opens room and wakes it"
+        );
+        assert_eq!(shipper.next_batch().unwrap().lines.len(), 1);
     }
 
     #[test]
