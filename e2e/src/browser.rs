@@ -58,6 +58,20 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
+/// Ends chromedriver and every browser process it started. Killing chromedriver alone
+/// (`kill_on_drop`) left its Chromium running, orphaned, after every test that did not close
+/// its session — a failed one, or one that simply ended.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 fn which(program: &str) -> anyhow::Result<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
         .map(|d| d.join(program))
@@ -70,16 +84,22 @@ impl Browser {
         let chromium = which("chromium")?;
         let chromedriver = which("chromedriver")?;
         let port = free_port();
+        // The browser's profile and its temporary files, removed with `Browser`.
+        let profile = tempfile::tempdir()?;
+        let tmp = profile.path().join("tmp");
+        std::fs::create_dir(&tmp)?;
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
+            .env("TMPDIR", &tmp)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, which the Chromium it starts joins: see `Drop`.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context("failed to start chromedriver")?;
         let endpoint = format!("http://127.0.0.1:{port}");
         wait_for_status(&format!("{endpoint}/status"), 200, Duration::from_secs(20)).await?;
-        let profile = tempfile::tempdir()?;
         let caps = json!({
             "goog:chromeOptions": {
                 "binary": chromium,
@@ -88,7 +108,7 @@ impl Browser {
                     "--disable-quic", "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--no-first-run", "--disable-extensions",
                     format!("--window-size={width},{height}"),
-                    format!("--user-data-dir={}", profile.path().display()),
+                    format!("--user-data-dir={}", profile.path().join("data").display()),
                 ]
             }
         });
