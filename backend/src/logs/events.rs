@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::hub::LiveLine;
-use super::{storable, LogHub};
+use super::{search, storable, LogHub};
 
 /// One event of one app.
 #[derive(Debug, Clone)]
@@ -41,6 +41,7 @@ async fn insert(db: &PgPool, hub: &LogHub, events: Vec<Event>) -> sqlx::Result<(
         .iter()
         .map(|e| storable(&e.text).into_owned())
         .collect();
+    let mut tx = db.begin().await?;
     let ids: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO log_lines (team_id, app_id, ts, instance_id, release, stream, line)
          SELECT t, a, $3, i, r, 'event', l
@@ -53,8 +54,19 @@ async fn insert(db: &PgPool, hub: &LogHub, events: Vec<Event>) -> sqlx::Result<(
     .bind(events.iter().map(|e| e.instance).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.release).collect::<Vec<_>>())
     .bind(&texts)
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
+    let chunks = search::chunks(events.iter().zip(&texts).zip(&ids).map(|((e, text), &id)| {
+        search::Stored {
+            team_id: e.team_id,
+            app_id: e.app_id,
+            id,
+            ts: now,
+            line: text,
+        }
+    }));
+    search::insert(&mut tx, &chunks).await?;
+    tx.commit().await?;
     for ((event, text), id) in events.into_iter().zip(texts).zip(ids) {
         let item = LogItem {
             ts: now,

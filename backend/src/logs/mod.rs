@@ -1,12 +1,14 @@
 //! Apps' logs and platform events: agents ship their containers' lines ([`store`]), the
 //! platform records what it does to an app ([`events`]); both land in one day-partitioned
 //! table ([`partitions`] creates and expires the days), are searched page by page
-//! ([`history`]) and fanned out live to websocket viewers ([`hub`]).
+//! ([`history`], by the words [`search`] indexes per stored batch) and fanned out live to
+//! websocket viewers ([`hub`]).
 
 pub mod events;
 pub mod history;
 pub mod hub;
 pub mod partitions;
+pub mod search;
 pub mod store;
 
 pub use hub::LogHub;

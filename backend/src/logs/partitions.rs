@@ -106,6 +106,22 @@ pub async fn maintain(db: &PgPool, retention_days: u32) -> sqlx::Result<()> {
     .bind(retention_days as i32)
     .execute(db)
     .await?;
+    // The search chunks of lines gone (a chunk goes once its newest line has).
+    sqlx::query(
+        "DELETE FROM log_chunks c
+         WHERE c.max_ts < $2
+            OR c.max_ts < now() - make_interval(days => (
+                   SELECT t.log_retention_days FROM teams t
+                   WHERE t.id = c.team_id AND t.log_retention_days < $1))",
+    )
+    .bind(retention_days as i32)
+    .bind(
+        first_day_kept(today, retention_days)
+            .midnight()
+            .assume_utc(),
+    )
+    .execute(db)
+    .await?;
     // Cursors of instances that are gone and have written nothing within retention.
     sqlx::query(
         "DELETE FROM log_cursors c

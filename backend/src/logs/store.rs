@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::events::{self, Event};
 use super::hub::LiveLine;
-use super::{partitions, storable};
+use super::{partitions, search, storable};
 use crate::state::App;
 
 /// Where an instance's lines go, and what of it is already stored.
@@ -278,7 +278,8 @@ pub async fn store_batch(
     Ok(plan.acks)
 }
 
-/// Inserts the rows and moves the cursors in one transaction; answers the rows' ids in order.
+/// Inserts the rows, their search chunks and moves the cursors in one transaction; answers the
+/// rows' ids in order.
 async fn insert(
     db: &PgPool,
     node_id: Uuid,
@@ -306,6 +307,14 @@ async fn insert(
         .fetch_all(&mut *tx)
         .await?
     };
+    let chunks = search::chunks(rows.iter().zip(&ids).map(|(r, &id)| search::Stored {
+        team_id: r.team_id,
+        app_id: r.app_id,
+        id,
+        ts: r.ts,
+        line: &r.line,
+    }));
+    search::insert(&mut tx, &chunks).await?;
     // Cursors of known instances only: an unknown one has nowhere to point.
     let moved: Vec<(&Uuid, &LogCursor, &Target)> = plan
         .acks

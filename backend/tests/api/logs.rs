@@ -60,6 +60,12 @@ fn item(l: &ShippedLine, release: u32) -> LogItem {
     }
 }
 
+/// A time as the query takes it.
+fn rfc(ts: OffsetDateTime) -> String {
+    ts.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
 fn cursor(l: &ShippedLine) -> LogCursor {
     LogCursor {
         seq: l.seq,
@@ -531,8 +537,16 @@ async fn history_pages_back_and_filters_by_text_instance_stream_and_time() {
     sorted.sort_by_key(|i| i.ts);
     assert_eq!(page.items, sorted, "oldest first");
 
-    // Text search: whatever the case; `%`, `_` and `\` are plain characters.
-    for q in ["error", "ERROR", "ErRoR"] {
+    // Text search: whatever the case, from the beginning of a word; `%`, `_` and `\` are plain
+    // characters.
+    for q in [
+        "error",
+        "ERROR",
+        "ErRoR",
+        "err",
+        "failed: err",
+        "error timeout",
+    ] {
         let page = history(&admin, &web, &[("q", q)]).await;
         assert_eq!(
             texts(&page.items),
@@ -547,16 +561,28 @@ async fn history_pages_back_and_filters_by_text_instance_stream_and_time() {
     }
     for (q, only) in [
         ("%", "progress 100% done"),
-        ("0%", "progress 100% done"),
+        ("100%", "progress 100% done"),
+        ("% done", "progress 100% done"),
         ("_", "snake_case_name"),
-        ("e_c", "snake_case_name"),
+        ("case_n", "snake_case_name"),
         (r"\t", r"opened C:\temp\new"),
+        (r"C:\TEMP\", r"opened C:\temp\new"),
     ] {
         let page = history(&admin, &web, &[("q", q)]).await;
         assert_eq!(texts(&page.items), [only], "q={q}");
     }
-    let page = history(&admin, &web, &[("q", "no such text")]).await;
-    assert_eq!(page.items, []);
+    // Not from inside a word, and never a line that holds the words apart.
+    for q in [
+        "no such text",
+        "rror",
+        "0%",
+        "e_c",
+        "error  timeout",
+        "timeout failed",
+    ] {
+        let page = history(&admin, &web, &[("q", q)]).await;
+        assert_eq!(page.items, [], "q={q}");
+    }
 
     // Release.
     let page = history(&admin, &web, &[("release", "1"), ("limit", "5000")]).await;
@@ -590,10 +616,6 @@ async fn history_pages_back_and_filters_by_text_instance_stream_and_time() {
     assert_eq!(page.items, wanted);
 
     // Time: `since` is inclusive, `until` exclusive.
-    let rfc = |ts: OffsetDateTime| {
-        ts.format(&time::format_description::well_known::Rfc3339)
-            .unwrap()
-    };
     let (from, to) = (t + Duration::from_secs(3), t + Duration::from_secs(6));
     let page = history(&admin, &web, &[("since", &rfc(from)), ("until", &rfc(to))]).await;
     let window: Vec<LogItem> = all
@@ -618,6 +640,89 @@ async fn history_pages_back_and_filters_by_text_instance_stream_and_time() {
         (t + Duration::from_secs(1)).to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
     let page = history(&admin, &web, &[("until", &rfc(offset))]).await;
     assert_eq!(page.items, all[..2].to_vec());
+}
+
+#[tokio::test]
+async fn a_search_walks_many_stored_batches_newest_first_page_by_page() {
+    let Placed {
+        admin,
+        mut agent,
+        web,
+        instances,
+        ..
+    } = placed(1).await;
+    let id = instances[0];
+    let t = base();
+    // 60 batches (each its own search chunk), a second apart; every third holds a match among
+    // hay. Then one batch of lines stamped long before the rest (a node whose clock lagged):
+    // its chunk is the oldest by time though stored last.
+    let mut seq = 0;
+    let mut next = |at: OffsetDateTime, text: String| {
+        seq += 1;
+        stdout(id, seq, at, &text)
+    };
+    let mut matches: Vec<LogItem> = Vec::new();
+    for b in 0..60u64 {
+        let at = t + Duration::from_secs(b);
+        let mut batch = vec![
+            next(at, format!("hay {b} alpha")),
+            next(at, format!("hay {b} beta")),
+        ];
+        if b % 3 == 0 {
+            batch.push(next(at, format!("Needle {b} found")));
+            matches.push(item(batch.last().unwrap(), 1));
+        }
+        agent.ship(batch).await;
+    }
+    let late = next(t - Duration::from_secs(30), "a late needle".into());
+    matches.insert(0, item(&late, 1));
+    agent.ship(vec![late]).await;
+    assert_eq!(matches.len(), 21);
+
+    // The newest 20 at once (three rounds of chunks), then the one left.
+    let page = history(&admin, &web, &[("q", "needle"), ("limit", "20")]).await;
+    assert_eq!(page.items, matches[1..].to_vec());
+    let before = page.before.expect("one more page");
+    let page = history(&admin, &web, &[("q", "needle"), ("before", &before)]).await;
+    assert_eq!(page.items, matches[..1].to_vec());
+    assert_eq!(page.before, None);
+
+    // Three at a time, back to the first.
+    let mut pages: Vec<Vec<LogItem>> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut params = vec![("q", "NEEDLE"), ("limit", "3")];
+        if let Some(b) = &before {
+            params.push(("before", b));
+        }
+        let page = history(&admin, &web, &params).await;
+        assert!(pages.len() < 7, "an eighth page: {page:#?}");
+        pages.push(page.items);
+        before = page.before;
+        if before.is_none() {
+            break;
+        }
+    }
+    let covered: Vec<LogItem> = pages.into_iter().rev().flatten().collect();
+    assert_eq!(covered, matches, "every match once, in order");
+
+    // A batch holds both words, no line holds the text: nothing. Words of one line: found.
+    let page = history(&admin, &web, &[("q", "alpha beta")]).await;
+    assert_eq!(page.items, []);
+    let page = history(&admin, &web, &[("q", "hay 42 beta")]).await;
+    assert_eq!(texts(&page.items), ["hay 42 beta"]);
+    // Inside the time window only.
+    let (from, to) = (t + Duration::from_secs(10), t + Duration::from_secs(20));
+    let page = history(
+        &admin,
+        &web,
+        &[("q", "needle"), ("since", &rfc(from)), ("until", &rfc(to))],
+    )
+    .await;
+    assert_eq!(
+        texts(&page.items),
+        ["Needle 12 found", "Needle 15 found", "Needle 18 found"]
+    );
 }
 
 #[tokio::test]
@@ -651,13 +756,16 @@ async fn a_deleted_apps_lines_and_cursors_go_with_it() {
     };
     let lines_of_app = "SELECT count(*) FROM log_lines WHERE app_id = $1";
     let cursors_of_app = "SELECT count(*) FROM log_cursors WHERE app_id = $1";
+    let chunks_of_app = "SELECT count(*) FROM log_chunks WHERE app_id = $1";
     assert!(count(lines_of_app).await >= 3, "stored with the app");
     assert_eq!(count(cursors_of_app).await, 1);
+    assert!(count(chunks_of_app).await >= 1, "and searchable");
 
     let res = admin.delete(&web).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(count(lines_of_app).await, 0, "the lines went with the app");
     assert_eq!(count(cursors_of_app).await, 0, "and the cursors");
+    assert_eq!(count(chunks_of_app).await, 0, "and the search chunks");
 }
 
 #[tokio::test]
@@ -958,7 +1066,11 @@ async fn a_team_keeps_its_logs_for_less_than_the_platform_and_older_lines_go() {
     let now = OffsetDateTime::now_utc();
     let old = stdout(instances[0], 1, now - time::Duration::days(5), "old");
     let new = stdout(instances[0], 2, now - time::Duration::seconds(5), "new");
-    agent.ship(vec![old, new]).await;
+    agent.ship(vec![old]).await;
+    agent.ship(vec![new]).await;
+    let old_chunks = "SELECT count(*) FROM log_chunks WHERE max_ts < now() - interval '2 days'";
+    let count = || sqlx::query_scalar::<_, i64>(old_chunks).fetch_one(&app.db);
+    assert_eq!(count().await.unwrap(), 1, "the old line's search chunk");
     let before = texts(&shipped(
         &history(&admin, &web, &[("stream", "stdout")]).await,
     ))
@@ -971,6 +1083,7 @@ async fn a_team_keeps_its_logs_for_less_than_the_platform_and_older_lines_go() {
         .unwrap();
     let after = history(&admin, &web, &[("stream", "stdout")]).await;
     assert_eq!(texts(&shipped(&after)), ["new"]);
+    assert_eq!(count().await.unwrap(), 0, "its search chunk went too");
 
     // Back to the platform's retention.
     let res = admin.put(&retention, json!({"days": null})).await;

@@ -29,7 +29,8 @@ pub struct HistoryQuery {
     /// Only `stdout`, `stderr` or `event` lines.
     #[param(max_length = 6)]
     stream: Option<String>,
-    /// Lines that contain this text, whatever its case.
+    /// Lines that contain this text, whatever its case; when it begins with a letter or digit,
+    /// the match begins a word (`err` finds `ERROR:`, `rror` does not).
     #[param(max_length = 256)]
     q: Option<String>,
     /// The page before this one: the `before` of the page you have.

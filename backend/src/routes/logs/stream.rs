@@ -19,6 +19,7 @@ use crate::error::{bad_request, ApiResult};
 use crate::live::{self, Permit, Viewer};
 use crate::logs::history::{self, Filter};
 use crate::logs::hub::{lines_frame, Frame, LiveLine, BATCH_WINDOW, MAX_FRAME_LINES};
+use crate::logs::search;
 use crate::routes::answers;
 use crate::state::AppState;
 
@@ -41,7 +42,8 @@ pub struct StreamQuery {
     /// Only `stdout`, `stderr` or `event` lines.
     #[param(max_length = 6)]
     stream: Option<String>,
-    /// Lines that contain this text, whatever its case.
+    /// Lines that contain this text, whatever its case; when it begins with a letter or digit,
+    /// the match begins a word (`err` finds `ERROR:`, `rror` does not).
     #[param(max_length = 256)]
     q: Option<String>,
 }
@@ -95,11 +97,14 @@ pub async fn stream(
 }
 
 /// Whether a live line passes the stream's filter. Pure.
-fn matches(filter: &Filter, q_lower: Option<&str>, item: &LogItem) -> bool {
+fn matches(filter: &Filter, item: &LogItem) -> bool {
     filter.instance.is_none_or(|i| item.instance == Some(i))
         && filter.release.is_none_or(|r| item.release == Some(r))
         && filter.stream.is_none_or(|s| item.stream == s)
-        && q_lower.is_none_or(|q| item.line.to_lowercase().contains(q))
+        && filter
+            .q
+            .as_deref()
+            .is_none_or(|q| search::matches(&item.line, q))
 }
 
 fn text(frame: &LogFrame) -> Message {
@@ -144,7 +149,6 @@ async fn serve(
     }
     drop(frames);
 
-    let q_lower = filter.q.as_deref().map(str::to_lowercase);
     let mut pending: Vec<Arc<LiveLine>> = Vec::new();
     let mut missed: u64 = 0;
     let mut flush_at: Option<Instant> = None;
@@ -155,7 +159,7 @@ async fn serve(
             received = rx.recv(), if pending.len() < MAX_FRAME_LINES => {
                 match received {
                     Ok(line) => {
-                        if replayed.contains(&line.id) || !matches(&filter, q_lower.as_deref(), &line.item) {
+                        if replayed.contains(&line.id) || !matches(&filter, &line.item) {
                             continue;
                         }
                         pending.push(line);
@@ -274,23 +278,20 @@ mod tests {
             q: Some("Boom".into()),
             ..Filter::default()
         };
-        let q = Some("boom");
         assert!(matches(
             &filter,
-            q,
             &item(1, 2, LogStream::Stderr, "a BOOM here")
         ));
-        assert!(!matches(&filter, q, &item(9, 2, LogStream::Stderr, "boom")));
-        assert!(!matches(&filter, q, &item(1, 3, LogStream::Stderr, "boom")));
-        assert!(!matches(&filter, q, &item(1, 2, LogStream::Stdout, "boom")));
-        assert!(!matches(
-            &filter,
-            q,
-            &item(1, 2, LogStream::Stderr, "quiet")
-        ));
+        assert!(!matches(&filter, &item(9, 2, LogStream::Stderr, "boom")));
+        assert!(!matches(&filter, &item(1, 3, LogStream::Stderr, "boom")));
+        assert!(!matches(&filter, &item(1, 2, LogStream::Stdout, "boom")));
+        assert!(!matches(&filter, &item(1, 2, LogStream::Stderr, "quiet")));
+        assert!(
+            !matches(&filter, &item(1, 2, LogStream::Stderr, "kaboom")),
+            "q begins a word, as in the history"
+        );
         assert!(matches(
             &Filter::default(),
-            None,
             &item(5, 5, LogStream::Event, "x")
         ));
     }
