@@ -14,17 +14,20 @@ BIN="$PWD/target/release/gantry"
 PORT=${1:-18080}
 D=$(mktemp -d /tmp/gantry-log-search.XXXXXX)
 chmod 755 "$D" # Postgres runs as its own user
-U=$("$BIN" db start --ephemeral --data-dir "$D/pg" 2>/dev/null)
-DATABASE_URL=$U GANTRY_SECRET_KEY=$(openssl rand -base64 32) GANTRY_LISTEN=127.0.0.1:$PORT \
-    GANTRY_ROUTER_LISTEN=127.0.0.1:$((PORT + 1)) GANTRY_LOG=warn "$BIN" server >"$D/server.log" 2>&1 &
-SERVER=$!
+SERVER=""
 cleanup() {
-    kill "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
+    if [ -n "$SERVER" ]; then
+        kill "$SERVER" 2>/dev/null || true
+        wait "$SERVER" 2>/dev/null || true
+    fi
     "$BIN" db stop --data-dir "$D/pg" >/dev/null 2>&1 || true
     rm -rf "$D"
 }
 trap cleanup EXIT
+U=$("$BIN" db start --ephemeral --data-dir "$D/pg")
+DATABASE_URL=$U GANTRY_SECRET_KEY=$(openssl rand -base64 32) GANTRY_LISTEN=127.0.0.1:$PORT \
+    GANTRY_ROUTER_LISTEN=127.0.0.1:$((PORT + 1)) GANTRY_LOG=warn "$BIN" server >"$D/server.log" 2>&1 &
+SERVER=$!
 B=http://127.0.0.1:$PORT
 for _ in $(seq 100); do curl -fs "$B/readyz" >/dev/null && break; sleep 0.2; done
 json() { python3 -c "import sys, json; print(json.load(sys.stdin)$1)"; }

@@ -8,7 +8,13 @@
 //!   container id to `/etc/hostname`, so replicas tell themselves apart, and the release tells
 //!   which deploy answered;
 //! - `GET /healthz` answers `ok`;
+//! - `GET /burn?ms=N` keeps a core busy for N milliseconds (at most [`MAX_BURN_MS`]), then answers
+//!   `burned`: load for autoscaling tests;
 //! - anything else is a 404 (or 405 for another method on a known path).
+//!
+//! `FAIL_PERCENT` (0–100, 0 by default) makes that share of `GET /` answer 500 instead — exactly
+//! that many of every hundred, spread evenly — to make a bad release for canary tests;
+//! `/healthz` and `/burn` never fail, so the release still looks ready.
 //!
 //! The environment: `PORT` (8888 by default), `GREETING` (`Hello, 世界` when unset or empty) and
 //! `GANTRY_RELEASE`, each at most [`MAX_VAR_BYTES`]; a bad value stops it at start with a message.
@@ -45,13 +51,15 @@ use std::env::VarError;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 const DEFAULT_PORT: u16 = 8888;
 const DEFAULT_GREETING: &str = "Hello, 世界";
+/// The longest `GET /burn?ms=N`.
+const MAX_BURN_MS: u64 = 10_000;
 /// The longest `GREETING` or `GANTRY_RELEASE`: the body of `GET /` is one short line.
 const MAX_VAR_BYTES: usize = 1024;
 /// Connections served at once; more are answered 503 and closed without a thread.
@@ -99,6 +107,7 @@ fn main() -> ExitCode {
         &read_hostname(),
         &config.greeting,
         config.release.as_deref(),
+        config.fail_percent,
     );
     let local = listener.local_addr().unwrap_or(addr);
     // Ignore a closed stdout rather than panic: logging is not worth dying for.
@@ -120,6 +129,8 @@ struct Config {
     greeting: String,
     /// `GANTRY_RELEASE`: Gantry sets it to the release's version (`v3`).
     release: Option<String>,
+    /// `FAIL_PERCENT`.
+    fail_percent: u64,
     chatter: Chatter,
 }
 
@@ -175,6 +186,7 @@ impl Config {
         };
         let greeting = text_var(&var, "GREETING")?.unwrap_or_else(|| DEFAULT_GREETING.to_owned());
         let release = text_var(&var, "GANTRY_RELEASE")?;
+        let fail_percent = number_var(&var, "FAIL_PERCENT", 100)?;
         let chatter = Chatter {
             lines: number_var(&var, "LOG_LINES", u64::MAX)?,
             interval_ms: number_var(&var, "LOG_INTERVAL_MS", 3_600_000)?,
@@ -184,6 +196,7 @@ impl Config {
             port,
             greeting,
             release,
+            fail_percent,
             chatter,
         })
     }
@@ -230,18 +243,51 @@ struct App {
     greeting: String,
     /// Connections being served now.
     active: AtomicUsize,
+    /// `FAIL_PERCENT`, and how many `GET /` have been answered.
+    fail_percent: u64,
+    greeted: AtomicU64,
 }
 
 impl App {
-    fn new(hostname: &str, greeting: &str, release: Option<&str>) -> Self {
+    fn new(hostname: &str, greeting: &str, release: Option<&str>, fail_percent: u64) -> Self {
         let release = release
             .map(|r| format!(" (release {r})"))
             .unwrap_or_default();
         App {
             greeting: format!("{greeting} from {hostname}{release}\n"),
             active: AtomicUsize::new(0),
+            fail_percent,
+            greeted: AtomicU64::new(0),
         }
     }
+
+    /// Whether the next `GET /` fails: the n-th does when `n × p / 100` steps up, so every
+    /// hundred in a row hold exactly `p` failures, evenly spread.
+    fn next_fails(&self) -> bool {
+        let n = self.greeted.fetch_add(1, Ordering::Relaxed);
+        let p = self.fail_percent;
+        (n + 1) * p / 100 > n * p / 100
+    }
+}
+
+/// Keeps this thread's core busy for `ms` milliseconds.
+fn burn(ms: u64) {
+    let until = Instant::now() + Duration::from_millis(ms);
+    let mut x: u64 = 1;
+    while Instant::now() < until {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+}
+
+/// `ms=N` from a query string, N from 0 to [`MAX_BURN_MS`].
+fn burn_ms(query: &str) -> Option<u64> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ms="))
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n <= MAX_BURN_MS)
 }
 
 /// The container's hostname as Docker writes it, or `unknown` outside a container.
@@ -647,6 +693,8 @@ struct Request<'a> {
     method: &'a str,
     /// The path without its query string.
     path: &'a str,
+    /// What follows `?` in the target (empty without one).
+    query: &'a str,
     persist: Persist,
     body: Body,
     /// `Expect: 100-continue` (ignored from HTTP/1.0 clients, as HTTP/1.1 says).
@@ -678,7 +726,7 @@ fn parse_request(head: &[u8]) -> Result<Request<'_>, ()> {
     let mut lines = head
         .split(|&b| b == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
-    let (method, path, http10) = parse_request_line(lines.next().ok_or(())?)?;
+    let (method, (path, query), http10) = parse_request_line(lines.next().ok_or(())?)?;
     let mut content_length = None;
     let mut chunked = false;
     let (mut close, mut keep_alive, mut expects_continue) = (false, false, false);
@@ -717,14 +765,16 @@ fn parse_request(head: &[u8]) -> Result<Request<'_>, ()> {
     Ok(Request {
         method,
         path,
+        query,
         persist,
         body,
         expects_continue: expects_continue && !http10,
     })
 }
 
-/// Parses `METHOD SP target SP HTTP/1.x` into the method, the path and whether it is HTTP/1.0.
-fn parse_request_line(line: &[u8]) -> Result<(&str, &str, bool), ()> {
+/// Parses `METHOD SP target SP HTTP/1.x` into the method, the path and query, and whether it
+/// is HTTP/1.0.
+fn parse_request_line(line: &[u8]) -> Result<(&str, (&str, &str), bool), ()> {
     let line = std::str::from_utf8(line).map_err(|_| ())?;
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -742,8 +792,8 @@ fn parse_request_line(line: &[u8]) -> Result<(&str, &str, bool), ()> {
     {
         return Err(());
     }
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    Ok((method, path, minor == "0"))
+    let path_query = target.split_once('?').unwrap_or((target, ""));
+    Ok((method, path_query, minor == "0"))
 }
 
 /// Splits `name: value`. Whitespace before the colon and folded lines (which start with
@@ -769,14 +819,23 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ()> {
 }
 
 fn route<'a>(req: &Request<'_>, app: &'a App) -> Response<'a> {
-    let body = match req.path {
-        "/" => app.greeting.as_str(),
-        "/healthz" => "ok\n",
-        _ => return Response::text(404, "not found\n"),
-    };
-    match req.method {
-        "GET" | "HEAD" => Response::text(200, body),
-        _ => Response::text(405, "method not allowed\n"),
+    if !matches!(req.path, "/" | "/healthz" | "/burn") {
+        return Response::text(404, "not found\n");
+    }
+    if !matches!(req.method, "GET" | "HEAD") {
+        return Response::text(405, "method not allowed\n");
+    }
+    match req.path {
+        "/" if app.next_fails() => Response::text(500, "failing on purpose (FAIL_PERCENT)\n"),
+        "/" => Response::text(200, &app.greeting),
+        "/burn" => match burn_ms(req.query) {
+            Some(ms) => {
+                burn(ms);
+                Response::text(200, "burned\n")
+            }
+            None => Response::text(400, "burn takes ms=<0-10000>\n"),
+        },
+        _ => Response::text(200, "ok\n"),
     }
 }
 
@@ -800,6 +859,7 @@ impl<'a> Response<'a> {
             405 => "Method Not Allowed",
             413 => "Content Too Large",
             431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
             503 => "Service Unavailable",
             _ => "",
         };
@@ -833,13 +893,15 @@ mod tests {
     use std::collections::HashMap;
 
     fn app() -> App {
-        App::new("box1", DEFAULT_GREETING, None)
+        App::new("box1", DEFAULT_GREETING, None, 0)
     }
 
-    fn request<'a>(method: &'a str, path: &'a str) -> Request<'a> {
+    fn request<'a>(method: &'a str, target: &'a str) -> Request<'a> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         Request {
             method,
             path,
+            query,
             persist: Persist::Keep,
             body: Body::Length(0),
             expects_continue: false,
@@ -858,13 +920,56 @@ mod tests {
     }
 
     #[test]
+    fn fails_exactly_the_share_asked_of_greetings_and_never_health_checks() {
+        for p in [0, 1, 10, 33, 50, 99, 100] {
+            let app = App::new("box1", DEFAULT_GREETING, None, p);
+            let statuses: Vec<u16> = (0..1000)
+                .map(|_| {
+                    assert_eq!(route(&request("GET", "/healthz"), &app).status, 200);
+                    route(&request("GET", "/"), &app).status
+                })
+                .collect();
+            for hundred in statuses.chunks(100) {
+                let failed = hundred.iter().filter(|s| **s == 500).count() as u64;
+                assert_eq!(failed, p, "{p} %: {hundred:?}");
+                assert!(hundred.iter().all(|s| matches!(s, 200 | 500)));
+            }
+        }
+        let half = App::new("box1", DEFAULT_GREETING, None, 50);
+        let first: Vec<u16> = (0..4)
+            .map(|_| route(&request("GET", "/"), &half).status)
+            .collect();
+        assert_eq!(first, [200, 500, 200, 500], "spread, not in a block");
+    }
+
+    #[test]
+    fn burns_a_core_for_the_time_asked() {
+        let app = app();
+        let started = Instant::now();
+        let res = route(&request("GET", "/burn?x=1&ms=30"), &app);
+        assert_eq!(res, Response::text(200, "burned\n"));
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        assert_eq!(route(&request("GET", "/burn?ms=0"), &app).status, 200);
+        for bad in [
+            "/burn",
+            "/burn?ms=",
+            "/burn?ms=-1",
+            "/burn?ms=10001",
+            "/burn?ms=1e3",
+        ] {
+            assert_eq!(route(&request("GET", bad), &app).status, 400, "{bad}");
+        }
+        assert_eq!(route(&request("POST", "/burn?ms=1"), &app).status, 405);
+    }
+
+    #[test]
     fn greets_as_configured_and_names_the_release() {
-        let released = App::new("3f2a9c1d", DEFAULT_GREETING, Some("v3"));
+        let released = App::new("3f2a9c1d", DEFAULT_GREETING, Some("v3"), 0);
         assert_eq!(
             released.greeting,
             "Hello, 世界 from 3f2a9c1d (release v3)\n"
         );
-        let custom = App::new("box1", "Howdy", None);
+        let custom = App::new("box1", "Howdy", None, 0);
         assert_eq!(custom.greeting, "Howdy from box1\n");
     }
 
@@ -904,6 +1009,7 @@ mod tests {
                 port: DEFAULT_PORT,
                 greeting: DEFAULT_GREETING.to_owned(),
                 release: None,
+                fail_percent: 0,
                 chatter: Chatter::default(),
             })
         );
@@ -911,6 +1017,7 @@ mod tests {
             ("PORT", "9000"),
             ("GREETING", "Hi"),
             ("GANTRY_RELEASE", "v7"),
+            ("FAIL_PERCENT", "50"),
         ]);
         assert_eq!(
             set,
@@ -918,6 +1025,7 @@ mod tests {
                 port: 9000,
                 greeting: "Hi".to_owned(),
                 release: Some("v7".to_owned()),
+                fail_percent: 50,
                 chatter: Chatter::default(),
             })
         );
@@ -933,6 +1041,9 @@ mod tests {
         assert!(config(&[("GREETING", &long[1..])]).is_ok());
         assert!(config(&[("GANTRY_RELEASE", long.as_str())]).is_err());
         assert!(config(&[("PORT", "http")]).unwrap_err().contains("PORT"));
+        assert!(config(&[("FAIL_PERCENT", "101")])
+            .unwrap_err()
+            .contains("FAIL_PERCENT must be a whole number from 0 to 100"));
         let not_unicode = Config::parse(|name| match name {
             "GREETING" => Err(VarError::NotUnicode("\u{fffd}".into())),
             _ => Err(VarError::NotPresent),
@@ -943,7 +1054,10 @@ mod tests {
     #[test]
     fn parses_request_lines() {
         let req = parse_request(b"GET /healthz?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        assert_eq!((req.method, req.path), ("GET", "/healthz"));
+        assert_eq!(
+            (req.method, req.path, req.query),
+            ("GET", "/healthz", "probe=1")
+        );
         assert!(parse_request(b"GET / HTTP/1.0\n\n").is_ok());
         assert!(parse_request(b"GET / HTTP/1.2\r\n\r\n").is_ok());
         for bad in [
