@@ -382,10 +382,17 @@ async fn plan_and_place(
             Decision::Placed(node) => (Some(Uuid::parse_str(node)?), InstanceState::Creating, None),
             Decision::Pending(why) => (None, InstanceState::Pending, Some(why.to_string())),
         };
+        // Only while the app, its release set and the node are still there: one deleted since
+        // this pass read the sets (an app deleted, a rollout's old set removed, a node taken
+        // out) failed the whole pass on a foreign key — retried, but logged as a failure. A
+        // set that is gone needs no instance; an instance whose node went is placed next pass.
         sqlx::query(
             "INSERT INTO instances (team_id, app_id, release_id, node_id, image, port, cpu_millis,
                                     memory_mib, health_check_path, desired, state, reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'run', $10, $11)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'run', $10, $11
+             WHERE EXISTS (SELECT 1 FROM apps WHERE id = $2)
+               AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM release_sets WHERE release_id = $3))
+               AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM nodes WHERE id = $4))",
         )
         .bind(set.team_id)
         .bind(set.app_id)
