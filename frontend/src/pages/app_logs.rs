@@ -108,7 +108,7 @@ pub fn AppLogs() -> impl IntoView {
             <form class="inline" data-test="log-filter" on:submit=apply>
                 <input id="log-instance" placeholder="instance id" bind:value=instance/>
                 <input id="log-release" placeholder="release (number)" inputmode="numeric" bind:value=release/>
-                <input id="log-text" placeholder="text" bind:value=text/>
+                <input id="log-text" placeholder="text" title="Lines that contain this text, whatever its case; from the start of a word (err finds ERROR, rror does not)" bind:value=text/>
                 <button type="submit">"Filter"</button>
             </form>
             {move || {
@@ -189,7 +189,7 @@ fn History(team: Signal<String>, name: Signal<String>) -> impl IntoView {
     view! {
         <h2>"Search history"</h2>
         <form class="inline" data-test="log-search" on:submit=move |ev| { ev.prevent_default(); search(false); }>
-            <input id="log-search" placeholder="text to find" bind:value=text/>
+            <input id="log-search" placeholder="words to find" title="Lines that contain this text, whatever its case; from the start of a word (err finds ERROR, rror does not)" bind:value=text/>
             <button type="submit">"Search"</button>
         </form>
         <ErrorBox message=error/>
