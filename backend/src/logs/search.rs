@@ -10,9 +10,9 @@
 //! of that app's lines in it (a `tsvector` in a GIN index), not an entry per line. A search
 //! asks the chunks which hold every word of `q` as a word's beginning, then checks only those
 //! chunks' lines against the rule. Why not a trigram index per line, as before: with real log
-//! text (ids, hashes, paths; ~150 distinct trigrams per 200-byte line) Postgres spent ~50 µs of
-//! CPU per line keeping it, more than the whole rest of the store, capping it below 20,000
-//! lines/s on two cores; chunk words cost ~3–9 µs (bench/RESULTS.md, 2026-12-02).
+//! text (ids, hashes, paths; ~150 distinct trigrams per 200-byte line) Postgres spent 48–57 µs
+//! of CPU per line keeping it, against ~3 µs for the rest of the insert: at most ~20,000 such
+//! lines/s per core. A chunk's words cost ~10 µs a line (bench/RESULTS.md, 2026-12-02).
 
 use std::collections::BTreeSet;
 
@@ -34,11 +34,17 @@ pub const CHUNK_LINES: usize = 50;
 /// A chunk also closes when its words reach this many bytes (a `tsvector` holds at most 1 MB).
 pub const CHUNK_WORD_BYTES: usize = 256 * 1024;
 
-/// The words of a text, lowercased, each cut to [`WORD_CHARS`].
-pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+/// The words of a text as written, each cut to [`WORD_CHARS`] (ASCII only: cutting bytes is
+/// safe).
+fn raw_words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(|w| w[..w.len().min(WORD_CHARS)].to_ascii_lowercase())
+        .map(|w| &w[..w.len().min(WORD_CHARS)])
+}
+
+/// The words of a text, lowercased, each cut to [`WORD_CHARS`].
+pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    raw_words(text).map(str::to_ascii_lowercase)
 }
 
 /// Whether `line` matches `q` by the rule above. The live stream filters with it; the history
@@ -145,6 +151,9 @@ pub fn chunks<'a>(lines: impl IntoIterator<Item = Stored<'a>>) -> Vec<Chunk> {
     }
     let mut done = Vec::new();
     let mut open: Vec<Open> = Vec::new();
+    // One buffer for lowercasing: most words of a chunk repeat, and a repeat allocates nothing
+    // (this runs for every line stored).
+    let mut word = String::with_capacity(WORD_CHARS);
     for line in lines {
         let slot = match open.iter().position(|o| o.chunk.app_id == line.app_id) {
             Some(slot) if open[slot].bytes < CHUNK_WORD_BYTES && open[slot].lines < CHUNK_LINES => {
@@ -177,10 +186,13 @@ pub fn chunks<'a>(lines: impl IntoIterator<Item = Stored<'a>>) -> Vec<Chunk> {
         o.chunk.last_id = o.chunk.last_id.max(line.id);
         o.chunk.min_ts = o.chunk.min_ts.min(line.ts);
         o.chunk.max_ts = o.chunk.max_ts.max(line.ts);
-        for w in words(line.line) {
-            let len = w.len() + 1;
-            if o.words.insert(w) {
-                o.bytes += len;
+        for w in raw_words(line.line) {
+            word.clear();
+            word.push_str(w);
+            word.make_ascii_lowercase();
+            if !o.words.contains(word.as_str()) {
+                o.bytes += word.len() + 1;
+                o.words.insert(word.clone());
             }
         }
     }
