@@ -172,7 +172,7 @@ impl AppRow {
             health_check_path: self.health_check_path.clone(),
             stop_grace_seconds: self.stop_grace_seconds.max(0) as u32,
             progress_deadline_seconds: self.progress_deadline_seconds.max(0) as u32,
-            strategy: self.strategy.0,
+            strategy: self.strategy.0.clone(),
             deploy_on_push: self.deploy_on_push.clone(),
             release: self.release.map(|v| v.max(0) as u32),
             image: self.image.clone(),

@@ -3,14 +3,18 @@
 //! or given another port, and every [`RESYNC`], it reads the routable endpoints and the apps
 //! that have a port, builds the whole [`RouteSpec`] and swaps it into the router — then tells
 //! the cluster which version of its endpoints the router now routes, so instances taken out may
-//! stop.
+//! stop. How the traffic splits between an app's release sets (a canary's weight, blue-green's
+//! flip and preview) is `rollout::traffic`'s decision, from the releases' rows.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use gantry_orchestrator::rollout::traffic::{traffic, ReleaseTraffic, SetTraffic};
 use gantry_orchestrator::router::{AppSpec, EndpointSpec, RouteSpec, SetSpec};
 use uuid::Uuid;
 
+use crate::releases::{ReleaseRow, RELEASE_COLUMNS};
+use crate::rollouts::rollout_state;
 use crate::state::AppState;
 
 /// A sync without any change, to heal anything missed.
@@ -41,17 +45,47 @@ pub async fn sync(state: &AppState) -> anyhow::Result<()> {
     )
     .fetch_all(&state.db)
     .await?;
+    let set_ids: Vec<Uuid> = endpoints
+        .apps
+        .iter()
+        .flat_map(|a| a.sets.iter().map(|s| s.release_id))
+        .collect();
+    let rows: Vec<ReleaseRow> = sqlx::query_as(&format!(
+        "SELECT {RELEASE_COLUMNS} FROM releases
+         WHERE status IN ('rolling_out', 'active') OR id = ANY($1)"
+    ))
+    .bind(&set_ids)
+    .fetch_all(&state.db)
+    .await?;
+    let mut releases: HashMap<Uuid, Vec<ReleaseTraffic>> = HashMap::new();
+    for r in &rows {
+        releases.entry(r.app_id).or_default().push(ReleaseTraffic {
+            id: r.id,
+            status: r.status(),
+            rollout: rollout_state(r),
+        });
+    }
     let mut sets: HashMap<Uuid, Vec<SetSpec>> = HashMap::new();
     for app in endpoints.apps {
+        let split = traffic(
+            releases.get(&app.app_id).map_or(&[], Vec::as_slice),
+            &app.sets
+                .iter()
+                .map(|s| SetTraffic {
+                    release: s.release_id,
+                    endpoints: s.endpoints.len() as u32,
+                })
+                .collect::<Vec<_>>(),
+        );
         sets.insert(
             app.app_id,
             app.sets
                 .into_iter()
-                .map(|s| SetSpec {
+                .zip(split.weights)
+                .map(|(s, weight)| SetSpec {
                     release_id: s.release_id,
                     version: s.version,
-                    // The rolling strategy: every ready instance gets an equal share.
-                    weight: None,
+                    weight,
                     endpoints: s
                         .endpoints
                         .into_iter()

@@ -113,6 +113,7 @@ impl Application {
                 PullSecrets::new(&config.secret_key),
             ),
             rollouts: Notify::new(),
+            rollout_book: Default::default(),
             routes: Notify::new(),
             logs: crate::logs::Logs::new(log_hub, config.log_retention_days),
             live: crate::live::LiveGate::new(config.streams_per_user),

@@ -48,6 +48,8 @@ pub struct App {
     pub registry: crate::registry::Registry,
     /// Wakes the rollout controller (a release was made, an app scaled).
     pub rollouts: Notify,
+    /// The rollout controller's memory: canary analysis windows, what rollouts wait for.
+    pub rollout_book: crate::rollouts::book::Book,
     /// Wakes the route sync (an app was created or deleted, or its port changed).
     pub routes: Notify,
     /// Apps' logs and events: retention and the live fan-out.

@@ -290,7 +290,7 @@ async fn zero_downtime_rollouts_failures_rollback_a_crash_mid_rollout_and_node_c
         .await?;
     let deadline = Instant::now() + CONVERGE;
     loop {
-        let rollout = admin.get(&format!("{hello}/rollout")).await?;
+        let rollout = admin.get(&format!("{hello}/rollouts/current")).await?;
         if rollout["release"] == 5 && rollout["ready"].as_u64() >= Some(1) {
             ensure!(
                 rollout["status"] == "rolling_out",

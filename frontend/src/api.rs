@@ -525,7 +525,11 @@ pub async fn releases(team: &str, app: &str) -> ApiResult<Vec<ReleaseRow>> {
 
 /// The newest rollout; `None` while the app has no release (the server's 404).
 pub async fn rollout(team: &str, app: &str) -> ApiResult<Option<RolloutView>> {
-    let path = format!("/api/v1/teams/{}/apps/{}/rollout", seg(team), seg(app));
+    let path = format!(
+        "/api/v1/teams/{}/apps/{}/rollouts/current",
+        seg(team),
+        seg(app)
+    );
     match get(&path).await {
         Ok(r) => Ok(Some(r)),
         Err(e) if e.status == 404 => Ok(None),

@@ -10,12 +10,21 @@
 //! cannot be pulled, and when no new instance became ready for the progress deadline; the
 //! release that served before is then brought back to full size.
 //!
+//! Canary and blue-green rollouts (`progressive`) keep a little state of their own (step,
+//! traffic weight, pause, promotion) in the release's row; the plan reads it like everything
+//! else and moves it on with [`Step::Advance`]. Which share of the traffic each set then gets
+//! is `traffic`'s answer; whether the canary's figures breach its thresholds is `analysis`'s.
+//!
 //! [`plan`] is level-triggered: it looks only at the present, so running it again after a crash
 //! (or after its steps were half applied) continues where things are.
 
+pub mod analysis;
+mod progressive;
+pub mod traffic;
+
 use std::time::Duration;
 
-use gantry_common::releases::{ReleaseStatus, Strategy};
+use gantry_common::releases::{ReleaseStatus, Strategy, WindowFigures};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -30,6 +39,8 @@ pub struct AppView {
     /// The releases that matter, in any order: those in flight or active, and any other that
     /// still has a set in the cluster.
     pub releases: Vec<ReleaseView>,
+    /// The in-flight release's traffic over its canary analysis window, when it has one.
+    pub window: Option<WindowFigures>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +54,34 @@ pub struct ReleaseView {
     pub ready_seen: u32,
     /// Its set in the cluster, if it has one.
     pub set: Option<SetView>,
+    /// Where its canary or blue-green rollout is.
+    pub rollout: RolloutState,
+}
+
+/// The persisted state of a release's rollout.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RolloutState {
+    /// The strategy it started with; `None` before it started.
+    pub strategy: Option<Strategy>,
+    /// See `Rollout::step`.
+    pub step: u32,
+    /// Percent of the main host's traffic it gets.
+    pub weight: u32,
+    pub step_started_at: Option<OffsetDateTime>,
+    pub paused: bool,
+    pub promote: Promote,
+    pub promoted_at: Option<OffsetDateTime>,
+}
+
+/// A promotion a person asked for, not yet taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Promote {
+    #[default]
+    No,
+    /// End the current pause (canary) or flip the traffic (blue-green).
+    Next,
+    /// Skip every remaining canary step.
+    Full,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +135,27 @@ pub enum Step {
         release: Uuid,
         reason: String,
     },
+    /// A canary or blue-green rollout moves on: to `step`, with `weight` percent of the traffic
+    /// (`promoted`: blue-green's flip). Takes a promotion that was asked for.
+    Advance {
+        release: Uuid,
+        step: u32,
+        weight: u32,
+        promoted: bool,
+        /// What happened, for the rollout's history and the app's events.
+        text: String,
+    },
+    /// A canary or blue-green rollout stops: its traffic goes back to the stable release and its
+    /// set goes.
+    Abort {
+        release: Uuid,
+        reason: String,
+    },
+    /// Nothing to do yet; this is what the rollout waits for (shown, not stored).
+    Wait {
+        release: Uuid,
+        why: String,
+    },
 }
 
 /// The next steps for one app.
@@ -142,7 +202,29 @@ pub fn plan(app: &AppView) -> Vec<Step> {
     }
     match target {
         None => settle(app, active, &mut steps),
-        Some(t) => roll(app, t, active, &mut steps),
+        Some(t) => {
+            // A rollout keeps the strategy it started with; rolling follows the app's (its
+            // documented behaviour: a rolling update under way takes new surge values).
+            let strategy = match &t.rollout.strategy {
+                Some(s) if s.is_progressive() && t.status == ReleaseStatus::RollingOut => s,
+                _ => &app.strategy,
+            };
+            match (strategy, active) {
+                (
+                    Strategy::Rolling {
+                        max_surge,
+                        max_unavailable,
+                    },
+                    _,
+                ) => roll(app, t, active, *max_surge, *max_unavailable, &mut steps),
+                // Nothing serves yet: nothing to compare with or to keep, so everything starts
+                // at once.
+                (_, None) => roll(app, t, None, app.replicas.max(1), 0, &mut steps),
+                (progressive, Some(stable)) => {
+                    progressive::plan(app, t, stable, progressive, &mut steps)
+                }
+            }
+        }
     }
     steps
 }
@@ -174,45 +256,60 @@ fn apply_if_needed(app: &AppView, r: &ReleaseView, replicas: u32, steps: &mut Ve
     let _ = app;
 }
 
-fn roll(app: &AppView, t: &ReleaseView, active: Option<&ReleaseView>, steps: &mut Vec<Step>) {
+/// Starts the rollout if it is pending, records progress, and says why it failed if it did: an
+/// instance crash-loops (or its image cannot be pulled), or fewer than `wanted` new instances
+/// became ready and none more for the progress deadline.
+fn check_health(
+    app: &AppView,
+    t: &ReleaseView,
+    wanted: u32,
+    steps: &mut Vec<Step>,
+) -> Result<(), String> {
     let mut progressed_at = t.progressed_at.unwrap_or(app.now);
     if t.status == ReleaseStatus::Pending {
         steps.push(Step::Start { release: t.id });
         progressed_at = app.now;
     }
     let tset = t.set.as_ref().filter(|s| !s.removed);
-    let new_replicas = tset.map_or(0, |s| s.replicas);
     let new_ready = tset.map_or(0, |s| s.ready.min(s.replicas));
-
     if let Some(failing) = tset.and_then(|s| s.failing.as_deref()) {
-        let reason = format!("v{} failed: {failing}", t.version);
-        fail(app, t, active, reason, steps);
-        return;
+        return Err(format!("v{} failed: {failing}", t.version));
     }
     if new_ready > t.ready_seen {
         steps.push(Step::Progress {
             release: t.id,
             ready: new_ready,
         });
-    } else if app.now - progressed_at > app.progress_deadline && app.replicas > 0 {
+    } else if app.now - progressed_at > app.progress_deadline && new_ready < wanted {
         let mut reason = format!(
-            "v{} did not become ready within the progress deadline ({} s): {new_ready} of {} instances ready",
+            "v{} did not become ready within the progress deadline ({} s): {new_ready} of {wanted} instances ready",
             t.version,
             app.progress_deadline.as_secs(),
-            app.replicas
         );
         if let Some(waiting) = tset.and_then(|s| s.waiting.as_deref()) {
             reason.push_str("; ");
             reason.push_str(waiting);
         }
+        return Err(reason);
+    }
+    Ok(())
+}
+
+fn roll(
+    app: &AppView,
+    t: &ReleaseView,
+    active: Option<&ReleaseView>,
+    max_surge: u32,
+    max_unavailable: u32,
+    steps: &mut Vec<Step>,
+) {
+    if let Err(reason) = check_health(app, t, app.replicas, steps) {
         fail(app, t, active, reason, steps);
         return;
     }
-
-    let Strategy::Rolling {
-        max_surge,
-        max_unavailable,
-    } = app.strategy;
+    let tset = t.set.as_ref().filter(|s| !s.removed);
+    let new_replicas = tset.map_or(0, |s| s.replicas);
+    let new_ready = tset.map_or(0, |s| s.ready.min(s.replicas));
     let desired = app.replicas;
     let min_available = desired.saturating_sub(max_unavailable);
 
@@ -307,6 +404,7 @@ mod tests {
             progressed_at: status.in_flight().then_some(NOW),
             ready_seen: set.as_ref().map_or(0, |s| s.ready),
             set,
+            rollout: RolloutState::default(),
         }
     }
 
@@ -317,6 +415,7 @@ mod tests {
             progress_deadline: Duration::from_secs(300),
             now: NOW,
             releases,
+            window: None,
         }
     }
 

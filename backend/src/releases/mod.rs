@@ -48,13 +48,23 @@ pub struct ReleaseRow {
     pub ready_seen: i32,
     pub activated_at: Option<OffsetDateTime>,
     pub finished_at: Option<OffsetDateTime>,
+    /// The rollout's own state (see the `progressive_rollouts` migration).
+    pub strategy: Option<sqlx::types::Json<gantry_common::releases::Strategy>>,
+    pub step: i32,
+    pub weight: i32,
+    pub step_started_at: Option<OffsetDateTime>,
+    pub paused: bool,
+    pub promote_requested: bool,
+    pub promote_full: bool,
+    pub promoted_at: Option<OffsetDateTime>,
 }
 
 pub const RELEASE_COLUMNS: &str = "id, app_id, version, status, reason, image, image_source, \
     image_digest, \
     port, cpu_millis, memory_mib, health_check_path, config_sealed, config_keys, cause, \
     rollback_of, actor, created_at, started_at, progressed_at, ready_seen, activated_at, \
-    finished_at";
+    finished_at, strategy, step, weight, step_started_at, paused, promote_requested, \
+    promote_full, promoted_at";
 
 impl ReleaseRow {
     pub fn version(&self) -> u32 {

@@ -264,7 +264,7 @@ async fn a_rolling_deploy_surges_one_takes_old_ones_out_of_the_route_before_stop
     let v1: Value = get_json(&admin, &format!("{web}/releases/1")).await;
     assert_eq!(v1["status"], "superseded");
     assert_eq!(v1["reason"], "superseded by v2");
-    let rollout: Value = get_json(&admin, &format!("{web}/rollout")).await;
+    let rollout: Value = get_json(&admin, &format!("{web}/rollouts/current")).await;
     assert_eq!(rollout["release"], 2);
     assert_eq!(rollout["from"], 1);
     assert_eq!(rollout["status"], "active");
@@ -346,7 +346,7 @@ async fn a_release_that_never_becomes_ready_fails_at_the_progress_deadline_with_
             })
         })
         .await;
-    let rollout: Value = get_json(&admin, &format!("{web}/rollout")).await;
+    let rollout: Value = get_json(&admin, &format!("{web}/rollouts/current")).await;
     assert_eq!(rollout["status"], "rolling_out", "{rollout:#}");
     assert!(rollout["deadline_at"].is_string(), "{rollout:#}");
     let failed = release_until(&admin, &web, 2, "failed", Duration::from_secs(20)).await;
@@ -519,6 +519,6 @@ async fn the_route_table_shows_sets_weights_and_endpoints_and_workers_have_none(
     let res = admin.get(&format!("{worker}/routes")).await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert!(error_message(res).await.contains("worker"));
-    let res = admin.get(&format!("{worker}/rollout")).await;
+    let res = admin.get(&format!("{worker}/rollouts/current")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }

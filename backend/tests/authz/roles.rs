@@ -155,7 +155,7 @@ fn cases(w: &World) -> Vec<Case> {
         case(Viewer, "GET members", Method::GET, format!("{team}/members"), None, ok, Some(check_members)),
         case(Viewer, "GET instances", Method::GET, format!("{web}/instances"), None, ok, Some(check_instances)),
         case(Viewer, "GET routes", Method::GET, format!("{web}/routes"), None, ok, Some(check_routes)),
-        case(Viewer, "GET rollout", Method::GET, format!("{web}/rollout"), None, ok, Some(check_rollout)),
+        case(Viewer, "GET rollout", Method::GET, format!("{web}/rollouts/current"), None, ok, Some(check_rollout)),
         case(Viewer, "GET releases", Method::GET, format!("{web}/releases"), None, ok, Some(check_releases)),
         case(Viewer, "GET release v1", Method::GET, format!("{web}/releases/1"), None, ok, Some(check_release_v1)),
         case(Viewer, "GET registry usage", Method::GET, format!("{team}/registry"), None, ok, Some(check_registry_usage)),

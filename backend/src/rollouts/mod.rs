@@ -7,13 +7,33 @@
 //! Like the reconciler it is level-triggered: it runs on every change the cluster reports, on a
 //! kick from the API, and every [`REQUEUE`]; after a `kill -9` the next pass continues from
 //! what Postgres and the cluster show.
+//!
+//! Canary analysis happens here too: each pass samples the router's counters of the canary and
+//! stable sets (`book`) and hands the canary's figures over its window to the plan, which
+//! aborts on a breach. Hence the one-second requeue.
+//!
+//! # Layout
+//! - this file: the pass and the execution of its steps.
+//! - `book`: the analysis windows and what each rollout waits for, in memory.
+//! - `control`: promote, abort, pause and resume, as a person asks for them.
+//! - `progress`: the rollout as `GET …/rollouts/current` shows it.
 
-use std::collections::HashMap;
-use std::time::Duration;
+pub mod book;
+pub mod control;
+mod progress;
 
-use gantry_common::releases::{ReleaseStatus, Rollout, Strategy};
+pub use progress::progress;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use gantry_common::releases::{AnalysisFigures, ReleaseStatus, Strategy};
 use gantry_orchestrator::cluster::{ReleaseSet, RunSpec, SetSettings, SetStatus};
-use gantry_orchestrator::rollout::{self, AppView, ReleaseView, SetView, Step};
+use gantry_orchestrator::rollout::analysis::{judge, Sample};
+use gantry_orchestrator::rollout::{
+    self, AppView, Promote, ReleaseView, RolloutState, SetView, Step,
+};
+use gantry_orchestrator::router::AppStats;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -22,8 +42,9 @@ use crate::error::ApiResult;
 use crate::releases::{ReleaseRow, RELEASE_COLUMNS};
 use crate::state::AppState;
 
-/// The periodic requeue: progress deadlines are noticed at most this late.
-pub const REQUEUE: Duration = Duration::from_secs(2);
+/// The periodic requeue: progress deadlines and pauses are noticed, and canary analysis is
+/// judged, at most this late.
+pub const REQUEUE: Duration = Duration::from_secs(1);
 /// Held for a whole pass, so two servers never run the controller at once (tests take it to
 /// hold the controller still).
 pub const ADVISORY_LOCK: i64 = 4_242_003;
@@ -127,12 +148,17 @@ pub async fn pass(state: &AppState) -> anyhow::Result<()> {
         .await?;
 
     let now = OffsetDateTime::now_utc();
+    let instant = Instant::now();
+    let stats = state.router.stats();
+    let mut watched = HashSet::new();
+    let mut waiting = HashMap::new();
+    let mut figures = HashMap::new();
     for app in apps {
         let releases = by_app.remove(&app.id).unwrap_or_default();
         record_digests(state, &releases, &sets).await?;
-        let view = AppView {
+        let mut view = AppView {
             replicas: app.replicas.max(0) as u32,
-            strategy: app.strategy.0,
+            strategy: app.strategy.0.clone(),
             progress_deadline: Duration::from_secs(app.progress_deadline_seconds.max(1) as u64),
             now,
             releases: releases
@@ -151,18 +177,111 @@ pub async fn pass(state: &AppState) -> anyhow::Result<()> {
                         settings_current: s.settings == app.settings(),
                         removed: s.removed,
                     }),
+                    rollout: rollout_state(r),
                 })
                 .collect(),
+            window: None,
         };
+        if let Some(analysed) = analyse(state, &app, &releases, &stats, instant, &mut watched) {
+            view.window = Some(analysed.canary.clone());
+            figures.insert(analysed.release, analysed.figures);
+        }
         for step in rollout::plan(&view) {
+            if let Step::Wait { release, why } = step {
+                waiting.insert(release, why);
+                continue;
+            }
             if let Err(e) = execute(state, &app, &releases, step, now).await {
                 tracing::warn!(app.id = %app.id, "rollout step for app {} failed: {e:#}", app.name);
                 break;
             }
         }
     }
+    state.rollout_book.retain(&watched);
+    state.rollout_book.publish(waiting, figures);
     lock.commit().await?;
     Ok(())
+}
+
+/// A release's rollout state as its row keeps it.
+pub fn rollout_state(r: &ReleaseRow) -> RolloutState {
+    RolloutState {
+        strategy: r.strategy.as_ref().map(|s| s.0.clone()),
+        step: r.step.max(0) as u32,
+        weight: r.weight.clamp(0, 100) as u32,
+        step_started_at: r.step_started_at,
+        paused: r.paused,
+        promote: match (r.promote_requested, r.promote_full) {
+            (false, _) => Promote::No,
+            (true, false) => Promote::Next,
+            (true, true) => Promote::Full,
+        },
+        promoted_at: r.promoted_at,
+    }
+}
+
+/// The canary analysis of an app's rollout this pass.
+struct Analysed {
+    release: Uuid,
+    canary: gantry_common::releases::WindowFigures,
+    figures: AnalysisFigures,
+}
+
+/// Samples the canary and stable sets of an app whose canary rollout has analysis, and returns
+/// the canary's figures over the window (with the stable release's beside them).
+fn analyse(
+    state: &AppState,
+    app: &AppInfo,
+    releases: &[ReleaseRow],
+    stats: &[AppStats],
+    now: Instant,
+    watched: &mut HashSet<(Uuid, u32)>,
+) -> Option<Analysed> {
+    let target = releases
+        .iter()
+        .find(|r| r.status() == ReleaseStatus::RollingOut)?;
+    let Some(Strategy::Canary {
+        analysis: Some(analysis),
+        ..
+    }) = target.strategy.as_ref().map(|s| &s.0)
+    else {
+        return None;
+    };
+    let stable = releases
+        .iter()
+        .find(|r| r.status() == ReleaseStatus::Active)?;
+    let window = Duration::from_secs(u64::from(analysis.window_seconds));
+    let app_stats = stats.iter().find(|s| s.app_id == app.id);
+    let mut figures_of = |version: u32| {
+        let sample = app_stats
+            .and_then(|a| a.sets.iter().find(|(v, _)| *v == version))
+            .map(|(_, s)| Sample {
+                requests: s.requests,
+                server_errors: s.status.server_error,
+                buckets: s.latency.buckets.iter().map(|b| b.count).collect(),
+            });
+        watched.insert((app.id, version));
+        state
+            .rollout_book
+            .window((app.id, version), sample, window, now)
+    };
+    let canary = figures_of(target.version());
+    let stable_figures = figures_of(stable.version());
+    let verdict = if target.weight > 0 {
+        judge(analysis, &canary).text()
+    } else {
+        "no traffic to the canary yet".into()
+    };
+    Some(Analysed {
+        release: target.id,
+        canary: canary.clone(),
+        figures: AnalysisFigures {
+            window_seconds: analysis.window_seconds,
+            canary,
+            stable: Some(stable_figures),
+            verdict,
+        },
+    })
 }
 
 /// A release learns its image's id from the first instance that reported it.
@@ -212,11 +331,12 @@ async fn execute(
         Step::Start { release: id } => {
             let started = sqlx::query(
                 "UPDATE releases SET status = 'rolling_out', started_at = $2, progressed_at = $2,
-                     ready_seen = 0
+                     ready_seen = 0, strategy = $3, step = 0, weight = 0, step_started_at = $2
                  WHERE id = $1 AND status = 'pending'",
             )
             .bind(id)
             .bind(now)
+            .bind(sqlx::types::Json(&app.strategy.0))
             .execute(&state.db)
             .await?
             .rows_affected();
@@ -224,10 +344,14 @@ async fn execute(
                 let r = release(id)?;
                 tracing::info!(app.id = %app.id, release.version = r.version, "rolling out v{} of app {}", r.version, app.name);
                 let text = format!(
-                    "release v{} created by {} ({}): rolling out {}",
-                    r.version, r.actor, r.cause, r.image
+                    "release v{} created by {} ({}): rolling out {} ({})",
+                    r.version,
+                    r.actor,
+                    r.cause,
+                    r.image,
+                    app.strategy.0.kind()
                 );
-                event(state, app, Some(r.version), text).await;
+                transition(state, app, r, 0, 0, text).await;
             }
         }
         Step::Progress { release: id, ready } => {
@@ -271,7 +395,7 @@ async fn execute(
                     "release v{} is active: all its instances are ready",
                     r.version
                 );
-                event(state, app, Some(r.version), text).await;
+                transition(state, app, r, r.step.max(0) as u32, 100, text).await;
             }
         }
         Step::Supersede { release: id, by } => {
@@ -304,76 +428,100 @@ async fn execute(
                 let r = release(id)?;
                 tracing::warn!(app.id = %app.id, release.version = r.version, "rollout of v{} of app {} failed: {reason}", r.version, app.name);
                 let text = format!("rollout of release v{} failed: {reason}", r.version);
-                event(state, app, Some(r.version), text).await;
+                transition(state, app, r, r.step.max(0) as u32, 0, text).await;
             }
         }
+        Step::Advance {
+            release: id,
+            step,
+            weight,
+            promoted,
+            text,
+        } => {
+            let r = release(id)?;
+            // Conditional on the step this pass saw: a promote, pause or abort in between wins.
+            let advanced = sqlx::query(
+                "UPDATE releases SET step = $2, weight = $3, step_started_at = $4,
+                     promote_requested = false, promote_full = false,
+                     promoted_at = CASE WHEN $5 THEN $4 ELSE promoted_at END
+                 WHERE id = $1 AND status = 'rolling_out' AND step = $6 AND NOT paused",
+            )
+            .bind(id)
+            .bind(step as i32)
+            .bind(weight as i32)
+            .bind(now)
+            .bind(promoted)
+            .bind(r.step)
+            .execute(&state.db)
+            .await?
+            .rows_affected();
+            if advanced > 0 {
+                tracing::info!(app.id = %app.id, release.version = r.version, "rollout of v{} of app {}: {text}", r.version, app.name);
+                let text = format!("v{} step {step}, weight {weight} %: {text}", r.version);
+                transition(state, app, r, step, weight, text).await;
+                state.routes.notify_one();
+                // The next step may be due at once (a pause of 0 s, a set already ready).
+                state.rollouts.notify_one();
+            }
+        }
+        Step::Abort {
+            release: id,
+            reason,
+        } => {
+            let r = release(id)?;
+            let aborted = sqlx::query(
+                "UPDATE releases SET status = 'aborted', finished_at = $2, reason = $3
+                 WHERE id = $1 AND status IN ('pending', 'rolling_out')",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(&reason)
+            .execute(&state.db)
+            .await?
+            .rows_affected();
+            if aborted > 0 {
+                // The traffic first: the route sync gives the aborted set nothing.
+                state.routes.notify_one();
+                tracing::warn!(app.id = %app.id, release.version = r.version, "rollout of v{} of app {} aborted: {reason}", r.version, app.name);
+                let text = format!(
+                    "rollout of v{} aborted: {reason}; all traffic back to the stable release",
+                    r.version
+                );
+                transition(state, app, r, r.step.max(0) as u32, 0, text).await;
+            }
+        }
+        Step::Wait { .. } => {}
     }
     Ok(())
 }
 
-/// The newest rollout of an app (the one under way, or the last one), for `GET …/rollout`.
-pub async fn progress(state: &AppState, app: &AppInfo) -> ApiResult<Option<Rollout>> {
-    let releases: Vec<ReleaseRow> = sqlx::query_as(&format!(
-        "SELECT {RELEASE_COLUMNS} FROM releases WHERE app_id = $1 ORDER BY version DESC LIMIT 20"
-    ))
-    .bind(app.id)
-    .fetch_all(&state.db)
-    .await?;
-    let Some(newest) = releases.first() else {
-        return Ok(None);
-    };
-    let sets: HashMap<Uuid, SetStatus> = state
-        .cluster
-        .sets()
-        .await
-        .map_err(crate::error::ApiError::internal)?
-        .into_iter()
-        .filter(|s| s.app_id == app.id)
-        .map(|s| (s.release_id, s))
-        .collect();
-    let from = releases
-        .iter()
-        .skip(1)
-        .find(|r| {
-            r.activated_at.is_some()
-                && r.activated_at <= newest.started_at.or(Some(newest.created_at))
-        })
-        .map(ReleaseRow::version);
-    let new_set = sets.get(&newest.id).filter(|s| !s.removed);
-    let old: u32 = sets
-        .values()
-        .filter(|s| s.release_id != newest.id && !s.removed)
-        .map(|s| s.replicas)
-        .sum();
-    let deadline_at = (newest.status() == ReleaseStatus::RollingOut)
-        .then(|| {
-            newest.progressed_at.map(|at| {
-                at + time::Duration::seconds(i64::from(app.progress_deadline_seconds.max(1)))
-            })
-        })
-        .flatten();
-    Ok(Some(Rollout {
-        release: newest.version(),
-        status: newest.status(),
-        reason: newest.reason.clone(),
-        from,
-        strategy: app.strategy.0,
-        desired: app.replicas.max(0) as u32,
-        updated: new_set.map_or(0, |s| s.replicas),
-        ready: new_set.map_or(0, |s| s.ready.min(s.replicas)),
-        old,
-        started_at: newest.started_at,
-        deadline_at,
-        finished_at: newest.finished_at,
-    }))
-}
-
-/// Records a rollout event in the app's log.
-async fn event(state: &AppState, app: &AppInfo, release: Option<i32>, text: String) {
+/// Records a transition of a release's rollout: in its history and as an event in the app's
+/// log.
+pub async fn transition(
+    state: &AppState,
+    app: &AppInfo,
+    release: &ReleaseRow,
+    step: u32,
+    weight: u32,
+    text: String,
+) {
+    let stored = sqlx::query(
+        "INSERT INTO rollout_transitions (release_id, step, weight, text)
+         SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM releases WHERE id = $1)",
+    )
+    .bind(release.id)
+    .bind(step as i32)
+    .bind(weight as i32)
+    .bind(&text)
+    .execute(&state.db)
+    .await;
+    if let Err(e) = stored {
+        tracing::warn!(app.id = %app.id, "failed to record a rollout transition: {e}");
+    }
     let event = crate::logs::events::Event {
         team_id: app.team_id,
         app_id: app.id,
-        release,
+        release: Some(release.version),
         instance: None,
         text,
     };

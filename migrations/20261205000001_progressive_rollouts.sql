@@ -1,0 +1,31 @@
+-- Progressive delivery: a release's rollout keeps the strategy it started with and, for canary
+-- and blue-green, where it is (step, traffic weight, pause, promotion), so that a restarted
+-- server resumes it exactly there.
+ALTER TABLE releases
+    -- The app's strategy when the rollout started (NULL until it starts).
+    ADD COLUMN strategy jsonb,
+    -- Canary: index of the step under way (= number of steps once all are done). Blue-green:
+    -- 0 while the new release comes up, 1 once it is ready, 2 once promoted.
+    ADD COLUMN step integer NOT NULL DEFAULT 0 CHECK (step >= 0),
+    -- Percent of the main host's traffic this release gets during its rollout.
+    ADD COLUMN weight integer NOT NULL DEFAULT 0 CHECK (weight BETWEEN 0 AND 100),
+    ADD COLUMN step_started_at timestamptz,
+    -- Paused by a person: no step advances.
+    ADD COLUMN paused boolean NOT NULL DEFAULT false,
+    -- A person asked for promotion; the controller takes it at its next pass. `promote_full`
+    -- skips every remaining canary step.
+    ADD COLUMN promote_requested boolean NOT NULL DEFAULT false,
+    ADD COLUMN promote_full boolean NOT NULL DEFAULT false,
+    -- Blue-green: when all traffic flipped to this release.
+    ADD COLUMN promoted_at timestamptz;
+
+-- Every transition of a rollout, with its reason (also written to the app's events).
+CREATE TABLE rollout_transitions (
+    id          bigserial PRIMARY KEY,
+    release_id  uuid NOT NULL REFERENCES releases (id) ON DELETE CASCADE,
+    at          timestamptz NOT NULL DEFAULT now(),
+    step        integer NOT NULL,
+    weight      integer NOT NULL,
+    text        text NOT NULL
+);
+CREATE INDEX rollout_transitions_release_idx ON rollout_transitions (release_id, id);
