@@ -103,6 +103,8 @@ pub async fn sync(state: &AppState) -> anyhow::Result<()> {
                 team,
                 app,
                 sets: sets.remove(&app_id).unwrap_or_default(),
+                preview: None,
+                sticky: false,
             })
             .collect(),
     };

@@ -1,6 +1,6 @@
 //! The router's view of an app, as `GET /api/v1/teams/{team}/apps/{app}/routes` shows it (like
-//! `kubectl get endpoints`): the host it answers, its release sets with their traffic weights and
-//! ready endpoints, and what the router counted for each.
+//! `kubectl get endpoints`): the host it answers (and its preview host), its release sets with
+//! their traffic weights and ready endpoints, and what the router counted for each.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -14,6 +14,10 @@ pub struct AppRoutes {
     pub host: String,
     /// Where people reach the app, e.g. `http://hello.acme.localhost:8000/`.
     pub url: String,
+    /// Where the preview set (the set with `preview: true`) is served alone, whatever its
+    /// weight, e.g. `http://preview.hello.acme.localhost:8000/`; `null` when the app has no
+    /// preview set (then that host answers 404).
+    pub preview_url: Option<String>,
     pub sets: Vec<RouteSet>,
     pub stats: RouteStats,
 }
@@ -28,6 +32,9 @@ pub struct RouteSet {
     /// when any set has a ready endpoint). Under the rolling strategy a set's weight is its
     /// share of the app's ready endpoints, so every ready instance gets an equal share.
     pub weight: u32,
+    /// Whether this set is also served alone at the app's `preview_url` (blue-green: the new
+    /// release before promotion). At most one set of an app has it.
+    pub preview: bool,
     pub endpoints: Vec<RouteEndpoint>,
     pub stats: RouteStats,
 }

@@ -77,6 +77,8 @@ fn route_spec(upstream: SocketAddr) -> RouteSpec {
                     addr: upstream,
                 }],
             }],
+            preview: None,
+            sticky: false,
         }],
     }
 }

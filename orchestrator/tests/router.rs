@@ -84,12 +84,33 @@ fn app(id: u128, app: &str, sets: Vec<SetSpec>) -> AppSpec {
         team: "acme".into(),
         app: app.into(),
         sets,
+        preview: None,
+        sticky: false,
     }
+}
+
+/// `app` with its `version` set also served at its preview host.
+fn with_preview(app: AppSpec, version: u32) -> AppSpec {
+    AppSpec {
+        preview: Some(release_id(version)),
+        ..app
+    }
+}
+
+fn sticky(app: AppSpec) -> AppSpec {
+    AppSpec {
+        sticky: true,
+        ..app
+    }
+}
+
+fn release_id(version: u32) -> Uuid {
+    Uuid::from_u128(u128::from(version) << 64)
 }
 
 fn set(version: u32, weight: Option<u32>, endpoints: &[&TestUpstream]) -> SetSpec {
     SetSpec {
-        release_id: Uuid::from_u128(u128::from(version) << 64),
+        release_id: release_id(version),
         version,
         weight,
         endpoints: endpoints.iter().map(|u| u.endpoint()).collect(),
@@ -183,6 +204,13 @@ async fn answer(
         "/slow" => {
             gate.notified().await;
             full(name)
+        }
+        // The app sets a cookie of its own.
+        "/set-cookie" => {
+            let mut res = Response::new(full(name));
+            res.headers_mut()
+                .insert("set-cookie", HeaderValue::from_static("app=1; Path=/"));
+            return Ok(res);
         }
         // One chunk, then the rest only when the test opens the gate: proves the first chunk
         // reached the client before the upstream finished.
@@ -279,7 +307,22 @@ impl Client {
 
     /// GET and read the whole body.
     async fn get(&mut self, host: &str, path: &str) -> (StatusCode, HeaderMap, String) {
-        let res = self.send(request(Method::GET, host, path, empty())).await;
+        self.get_with_cookie(host, path, None).await
+    }
+
+    /// GET with a `Cookie` header (when given) and read the whole body.
+    async fn get_with_cookie(
+        &mut self,
+        host: &str,
+        path: &str,
+        cookie: Option<&str>,
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut req = request(Method::GET, host, path, empty());
+        if let Some(cookie) = cookie {
+            req.headers_mut()
+                .insert("cookie", HeaderValue::from_str(cookie).unwrap());
+        }
+        let res = self.send(req).await;
         let (parts, body) = res.into_parts();
         let body = within("body", body.collect()).await.unwrap().to_bytes();
         (
@@ -304,6 +347,21 @@ fn request(method: Method, host: &str, path: &str, body: TestBody) -> Request<Te
 }
 
 const HELLO: &str = "hello.acme.localhost";
+const PREVIEW: &str = "preview.hello.acme.localhost";
+
+/// Every `Set-Cookie` of a response.
+fn set_cookies(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect()
+}
+
+/// The router's `Set-Cookie` assigning a client to the set of `version`.
+fn assigned(version: u32) -> String {
+    format!("gantry_release={version}; Path=/; HttpOnly; SameSite=Lax")
+}
 
 // ---------- tests ----------
 
@@ -807,4 +865,365 @@ async fn shutdown_stops_accepting_and_lets_the_request_in_flight_finish() {
         .await
         .unwrap()
         .unwrap();
+}
+
+// ---------- preview host (blue-green) ----------
+
+#[tokio::test]
+async fn the_preview_host_serves_the_preview_set_alone_while_the_main_host_follows_weights() {
+    let (blue, green) = (upstream("blue").await, upstream("green").await);
+    let r = default_router().await;
+    r.router.update(spec(vec![with_preview(
+        app(
+            1,
+            "hello",
+            vec![set(1, Some(100), &[&blue]), set(2, Some(0), &[&green])],
+        ),
+        2,
+    )]));
+    let mut client = Client::connect(r.addr).await;
+    for i in 0..50 {
+        assert_eq!(client.get(HELLO, "/").await.2, "blue", "main {i}");
+        let (status, headers, body) = client.get(PREVIEW, "/").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "green"),
+            "preview {i}"
+        );
+        assert!(set_cookies(&headers).is_empty());
+    }
+    // Case, port and a trailing dot do not matter here either.
+    assert_eq!(
+        client
+            .get("PREVIEW.Hello.acme.LOCALHOST.:8000", "/")
+            .await
+            .2,
+        "green"
+    );
+    // The upstream sees the host the client used.
+    assert_eq!(
+        green.last_headers()["x-forwarded-host"],
+        "PREVIEW.Hello.acme.LOCALHOST.:8000"
+    );
+
+    // Counted on the preview set and the app like any other request.
+    let routes = r.router.app_routes(Uuid::from_u128(1)).unwrap();
+    assert_eq!(routes.url, "http://hello.acme.localhost:8000/");
+    assert_eq!(
+        routes.preview_url.as_deref(),
+        Some("http://preview.hello.acme.localhost:8000/")
+    );
+    let sets: Vec<(u32, u32, bool, u64)> = routes
+        .sets
+        .iter()
+        .map(|s| (s.release, s.weight, s.preview, s.stats.requests))
+        .collect();
+    assert_eq!(sets, [(1, 100, false, 50), (2, 0, true, 51)]);
+    assert_eq!(routes.stats.requests, 101);
+
+    // Promoted: green takes the main host, and without a preview set the preview host is an
+    // unknown host.
+    r.router.update(spec(vec![app(
+        1,
+        "hello",
+        vec![set(1, Some(0), &[&blue]), set(2, Some(100), &[&green])],
+    )]));
+    assert_eq!(client.get(HELLO, "/").await.2, "green");
+    assert_eq!(client.get(PREVIEW, "/").await.0, StatusCode::NOT_FOUND);
+    let routes = r.router.app_routes(Uuid::from_u128(1)).unwrap();
+    assert_eq!(routes.preview_url, None);
+    assert!(routes.sets.iter().all(|s| !s.preview));
+}
+
+#[tokio::test]
+async fn the_preview_host_ignores_stickiness_and_weights() {
+    let (blue, green) = (upstream("blue").await, upstream("green").await);
+    let r = default_router().await;
+    r.router.update(spec(vec![with_preview(
+        sticky(app(
+            1,
+            "hello",
+            vec![set(1, Some(50), &[&blue]), set(2, Some(50), &[&green])],
+        )),
+        1,
+    )]));
+    let mut client = Client::connect(r.addr).await;
+    for cookie in [None, Some("gantry_release=2"), Some("gantry_release=1")] {
+        for _ in 0..10 {
+            let (status, headers, body) = client.get_with_cookie(PREVIEW, "/", cookie).await;
+            assert_eq!(
+                (status, body.as_str()),
+                (StatusCode::OK, "blue"),
+                "{cookie:?}"
+            );
+            assert!(set_cookies(&headers).is_empty(), "{cookie:?}");
+        }
+    }
+    // The main host of the same app is sticky.
+    let (_, headers, body) = client.get(HELLO, "/").await;
+    let version = if body == "blue" { 1 } else { 2 };
+    assert_eq!(set_cookies(&headers), [assigned(version)]);
+}
+
+#[tokio::test]
+async fn the_preview_host_is_404_without_a_preview_set_and_503_when_it_has_no_endpoint() {
+    let (blue, green) = (upstream("blue").await, upstream("green").await);
+    let r = default_router().await;
+    let sets = || vec![set(1, Some(100), &[&blue]), set(2, Some(0), &[&green])];
+    let mut client = Client::connect(r.addr).await;
+
+    // No preview, or one naming a release that is no set of the app: an unknown host.
+    for spec_app in [
+        app(1, "hello", sets()),
+        with_preview(app(1, "hello", sets()), 9),
+    ] {
+        r.router.update(spec(vec![spec_app]));
+        let (status, _, page) = client.get(PREVIEW, "/").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(page.contains("No app here"), "{page}");
+        assert_eq!(client.get(HELLO, "/").await.2, "blue");
+    }
+    // Nothing is counted for a 404.
+    let routes = r.router.app_routes(Uuid::from_u128(1)).unwrap();
+    assert_eq!(routes.stats.requests, 2);
+
+    // The preview set has no ready instance: like an app without one, while the main host serves.
+    r.router.update(spec(vec![with_preview(
+        app(
+            1,
+            "hello",
+            vec![set(1, Some(100), &[&blue]), set(2, Some(0), &[])],
+        ),
+        2,
+    )]));
+    let (status, headers, page) = client.get(PREVIEW, "/").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "5");
+    assert!(page.contains("hello"), "{page}");
+    assert_eq!(client.get(HELLO, "/").await.2, "blue");
+    let routes = r.router.app_routes(Uuid::from_u128(1)).unwrap();
+    assert_eq!(routes.stats.status.server_error, 1);
+
+    // Other three-label hosts are still unknown.
+    for host in [
+        "x.hello.acme.localhost",
+        "preview.preview.hello.acme.localhost",
+        "preview.other.acme.localhost",
+    ] {
+        assert_eq!(
+            client.get(host, "/").await.0,
+            StatusCode::NOT_FOUND,
+            "{host}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_preview_endpoint_is_retried_in_the_preview_set_only() {
+    let (blue, green) = (upstream("blue").await, upstream("green").await);
+    let r = default_router().await;
+    let mut preview = set(2, Some(0), &[&green]);
+    preview.endpoints.insert(0, refused_endpoint().await);
+    r.router.update(spec(vec![with_preview(
+        app(1, "hello", vec![set(1, Some(100), &[&blue]), preview]),
+        2,
+    )]));
+    let mut client = Client::connect(r.addr).await;
+    for i in 0..50 {
+        let (status, _, body) = client.get(PREVIEW, "/").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "green"),
+            "request {i}"
+        );
+    }
+
+    // With no other endpoint in the preview set, a 502 rather than blue.
+    let mut preview = set(2, Some(0), &[]);
+    preview.endpoints.push(refused_endpoint().await);
+    r.router.update(spec(vec![with_preview(
+        app(1, "hello", vec![set(1, Some(100), &[&blue]), preview]),
+        2,
+    )]));
+    assert_eq!(client.get(PREVIEW, "/").await.0, StatusCode::BAD_GATEWAY);
+}
+
+// ---------- sticky sets (canary) ----------
+
+#[tokio::test]
+async fn a_sticky_app_assigns_a_set_once_and_the_cookie_keeps_it() {
+    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let r = default_router().await;
+    r.router.update(spec(vec![sticky(app(
+        1,
+        "hello",
+        vec![set(1, Some(50), &[&v1]), set(2, Some(50), &[&v2])],
+    ))]));
+    let mut client = Client::connect(r.addr).await;
+
+    let (status, headers, first) = client.get(HELLO, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    let version: u32 = first.trim_start_matches('v').parse().unwrap();
+    assert_eq!(set_cookies(&headers), [assigned(version)]);
+
+    // The cookie as a browser sends it back, among others.
+    let cookie = format!("theme=dark; gantry_release={version}; lang=en");
+    for i in 0..200 {
+        let (status, headers, body) = client.get_with_cookie(HELLO, "/", Some(&cookie)).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, first.as_str()),
+            "request {i}"
+        );
+        assert!(set_cookies(&headers).is_empty(), "set again on request {i}");
+    }
+    let routes = r.router.app_routes(Uuid::from_u128(1)).unwrap();
+    let per_set: Vec<u64> = routes.sets.iter().map(|s| s.stats.requests).collect();
+    let expected = if version == 1 { [201, 0] } else { [0, 201] };
+    assert_eq!(per_set, expected);
+
+    // The other set's cookie is just as good; the app's own cookies are kept beside the router's.
+    let other = 3 - version;
+    let (_, headers, body) = client
+        .get_with_cookie(
+            HELLO,
+            "/set-cookie",
+            Some(&format!("gantry_release={other}")),
+        )
+        .await;
+    assert_eq!(body, format!("v{other}"));
+    assert_eq!(set_cookies(&headers), ["app=1; Path=/"]);
+    let (_, headers, _) = client.get(HELLO, "/set-cookie").await;
+    let mut cookies = set_cookies(&headers);
+    cookies.sort_unstable();
+    assert_eq!(cookies.len(), 2);
+    assert_eq!(cookies[0], "app=1; Path=/");
+    assert!(cookies[1].starts_with("gantry_release="), "{cookies:?}");
+}
+
+#[tokio::test]
+async fn a_cookie_naming_no_set_with_traffic_is_replaced() {
+    let (v1, v2, v3) = (
+        upstream("v1").await,
+        upstream("v2").await,
+        upstream("v3").await,
+    );
+    let r = default_router().await;
+    // v3 has instances but no traffic.
+    r.router.update(spec(vec![sticky(app(
+        1,
+        "hello",
+        vec![
+            set(1, Some(50), &[&v1]),
+            set(2, Some(50), &[&v2]),
+            set(3, Some(0), &[&v3]),
+        ],
+    ))]));
+    let mut client = Client::connect(r.addr).await;
+    for cookie in [
+        "gantry_release=3",
+        "gantry_release=7",
+        "gantry_release=<b>1</b>",
+        "gantry_release=+1",
+        "gantry_release=99999999999",
+    ] {
+        let (status, headers, body) = client.get_with_cookie(HELLO, "/", Some(cookie)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_ne!(body, "v3", "{cookie}");
+        let version: u32 = body.trim_start_matches('v').parse().unwrap();
+        // Only the parsed number ever goes back.
+        assert_eq!(set_cookies(&headers), [assigned(version)], "{cookie}");
+    }
+}
+
+#[tokio::test]
+async fn cookieless_requests_to_a_sticky_app_follow_the_weights_exactly() {
+    let (stable, canary) = (upstream("stable").await, upstream("canary").await);
+    let r = default_router().await;
+    r.router.update(spec(vec![sticky(app(
+        1,
+        "hello",
+        vec![set(1, Some(90), &[&stable]), set(2, Some(10), &[&canary])],
+    ))]));
+    let mut new_clients = Client::connect(r.addr).await;
+    let mut returning = Client::connect(r.addr).await;
+    let mut canary_hits = 0;
+    for i in 0..1_000 {
+        let (_, headers, body) = new_clients.get(HELLO, "/").await;
+        let version = match body.as_str() {
+            "stable" => 1,
+            "canary" => 2,
+            other => panic!("{other}"),
+        };
+        canary_hits += u32::from(version == 2);
+        assert_eq!(set_cookies(&headers), [assigned(version)], "request {i}");
+        // A returning canary client in between does not shift the split of the new ones.
+        if i % 4 == 0 {
+            let (_, _, body) = returning
+                .get_with_cookie(HELLO, "/", Some("gantry_release=2"))
+                .await;
+            assert_eq!(body, "canary");
+        }
+    }
+    assert_eq!(canary_hits, 100);
+}
+
+#[tokio::test]
+async fn a_sticky_request_retried_in_another_set_is_assigned_that_set() {
+    let live = upstream("v2").await;
+    let r = default_router().await;
+    let mut dead = set(1, Some(50), &[]);
+    dead.endpoints.push(refused_endpoint().await);
+    r.router.update(spec(vec![sticky(app(
+        1,
+        "hello",
+        vec![dead, set(2, Some(50), &[&live])],
+    ))]));
+    let mut client = Client::connect(r.addr).await;
+    for i in 0..20 {
+        let (status, headers, body) = client
+            .get_with_cookie(HELLO, "/", Some("gantry_release=1"))
+            .await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "v2"),
+            "request {i}"
+        );
+        assert_eq!(set_cookies(&headers), [assigned(2)], "request {i}");
+    }
+}
+
+#[tokio::test]
+async fn without_stickiness_no_cookie_is_read_or_set() {
+    let (v1, v2) = (upstream("v1").await, upstream("v2").await);
+    let r = default_router().await;
+    let sets = || vec![set(1, Some(50), &[&v1]), set(2, Some(50), &[&v2])];
+    let mut client = Client::connect(r.addr).await;
+    // Not asked for; or asked for with only one set receiving traffic.
+    for spec_app in [
+        app(1, "hello", sets()),
+        sticky(app(
+            1,
+            "hello",
+            vec![set(1, Some(100), &[&v1]), set(2, Some(0), &[&v2])],
+        )),
+    ] {
+        let stuck = spec_app.sticky;
+        r.router.update(spec(vec![spec_app]));
+        let mut per_body = std::collections::HashMap::<String, u32>::new();
+        for i in 0..200 {
+            let cookie = (i % 2 == 0).then_some("gantry_release=2");
+            let (status, headers, body) = client.get_with_cookie(HELLO, "/", cookie).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(set_cookies(&headers).is_empty(), "request {i}");
+            *per_body.entry(body).or_default() += 1;
+        }
+        if stuck {
+            assert_eq!(per_body.get("v1"), Some(&200));
+        } else {
+            // The cookie is ignored: the weights alone decide.
+            assert_eq!(per_body.get("v1"), Some(&100));
+            assert_eq!(per_body.get("v2"), Some(&100));
+        }
+    }
 }

@@ -8,13 +8,25 @@
 //! reads [`Router::routes_to`] and [`Router::in_flight`] to know when a removed instance can be
 //! stopped.
 //!
+//! Two features serve releases side by side beyond the weights:
+//! - **Preview host** (blue-green): an app's [`AppSpec::preview`] set is also served, alone and
+//!   whatever its weight, at `preview.<app>.<team>.<apps-domain>`, so the new release can be
+//!   tried before it gets any traffic at the main host. Without a preview set that host is an
+//!   unknown host (404); with one that has no ready instance, a 503.
+//! - **Sticky sets** (canary): with [`AppSpec::sticky`] and more than one set receiving traffic,
+//!   a client is assigned a set by weight once and keeps it through the session cookie
+//!   `gantry_release=<version>`, so one user does not flip between releases from request to
+//!   request. A cookie naming a set that gets no traffic (any more) is ignored and replaced.
+//!   Off, nothing of it runs: no cookie is read or set.
+//!
 //! It is HTTP/1.1 on hyper's connection API without tower or hyper-util's client: the proxy's
 //! cost per request is the product (it is benchmarked against nginx), so it owns its pools and
 //! keeps the request path free of locks, logging and avoidable allocation.
 //!
 //! # Layout
 //! - `table`: the route table as plain data, and every decision made from it: building it from
-//!   a spec (weights, renormalisation), host parsing, set and endpoint choice.
+//!   a spec (weights, renormalisation), host parsing (main and preview hosts), the sticky cookie,
+//!   set and endpoint choice.
 //! - `proxy`: the request path: host lookup, header rewriting, forwarding with retries,
 //!   upgrades, the router's own error pages, the streamed response body.
 //! - `pool`: one upstream instance: its in-flight count and its idle keep-alive connections.
@@ -40,7 +52,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use gantry_common::routes::{AppRoutes, RouteEndpoint, RouteSet, RouteStats};
-use http::HeaderValue;
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -50,7 +63,7 @@ use uuid::Uuid;
 
 use idle::{Gated, IdleClock, Timer};
 use pool::Upstream;
-use table::{AppEntry, Picked, Table};
+use table::{release_cookie, AppEntry, AppHost, Picked, Table};
 
 /// How long requests in flight get to finish after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -85,6 +98,15 @@ pub struct AppSpec {
     pub team: String,
     pub app: String,
     pub sets: Vec<SetSpec>,
+    /// The release id of one of `sets` that is also served alone at
+    /// `preview.<app>.<team>.<apps-domain>` (blue-green: the new release before promotion, at
+    /// whatever weight its set has at the main host, usually 0). `None`, or a release that is not
+    /// in `sets`: the preview host answers 404 like any unknown host.
+    pub preview: Option<Uuid>,
+    /// Keep each client on one set with the `gantry_release` cookie while more than one set gets
+    /// traffic (canary); clients without a valid cookie are still split by weight, and their
+    /// response sets it. `false` (the rolling strategy): no cookie is read or set.
+    pub sticky: bool,
 }
 
 /// The ready instances of one release version.
@@ -113,7 +135,8 @@ pub struct EndpointSpec {
 pub struct RouterConfig {
     /// App hosts are `<app>.<team>.<apps_domain>`; matched without regard to case.
     pub apps_domain: String,
-    /// The port people reach the router on; builds `AppRoutes.url` (no `:port` when 80).
+    /// The port people reach the router on; builds `AppRoutes.url` and `.preview_url` (no
+    /// `:port` when 80).
     pub public_port: u16,
     /// Opening a connection to an instance.
     pub connect_timeout: Duration,
@@ -181,8 +204,9 @@ enum Event {
 
 /// What the table says about a request's host.
 pub(crate) enum Route {
+    /// No such app, or its preview host while it has no preview set.
     Unknown,
-    /// The app exists but no set has a ready endpoint.
+    /// The app exists but no set has a ready endpoint (for the preview host: the preview set).
     Unavailable(Arc<AppEntry>),
     Picked(Picked),
 }
@@ -285,19 +309,22 @@ impl Router {
     pub fn app_routes(&self, app_id: Uuid) -> Option<AppRoutes> {
         let table = self.table.load();
         let app = table.app(app_id)?;
-        let url = match self.config.public_port {
-            80 => format!("http://{}/", app.host),
-            port => format!("http://{}:{port}/", app.host),
+        let url = |host: &str| match self.config.public_port {
+            80 => format!("http://{host}/"),
+            port => format!("http://{host}:{port}/"),
         };
         Some(AppRoutes {
             host: app.host.clone(),
-            url,
+            url: url(&app.host),
+            preview_url: app.preview.map(|_| url(&format!("preview.{}", app.host))),
             sets: app
                 .sets
                 .iter()
-                .map(|set| RouteSet {
+                .enumerate()
+                .map(|(i, set)| RouteSet {
                     release: set.version,
                     weight: set.percent,
+                    preview: app.preview == Some(i),
                     endpoints: set
                         .endpoints
                         .iter()
@@ -334,15 +361,28 @@ impl Router {
             .collect()
     }
 
-    /// Chooses and counts an endpoint for the app at `key` (`<app>.<team>`).
-    pub(crate) fn route(&self, key: &str) -> Route {
+    /// Chooses and counts an endpoint for a request to `host`: at the main host by weight (or by
+    /// the request's cookie, `headers`, for a sticky app), at the preview host in the preview set.
+    pub(crate) fn route(&self, host: AppHost<'_>, headers: &HeaderMap) -> Route {
         loop {
             let generation = self.generation.load(SeqCst);
             let table = self.table.load();
-            let Some(app) = table.app_by_key(key) else {
+            let Some(app) = table.app_by_key(host.key) else {
                 return Route::Unknown;
             };
-            let Some(picked) = app.pick() else {
+            let picked = if host.preview {
+                let Some(set) = app.preview else {
+                    return Route::Unknown;
+                };
+                app.pick_preview(set)
+            } else if app.sticky {
+                // Only here is the cookie read: an app that is not sticky costs one branch.
+                let cookie = release_cookie(headers.get_all(COOKIE).iter().map(|v| v.as_bytes()));
+                app.pick_sticky(cookie)
+            } else {
+                app.pick()
+            };
+            let Some(picked) = picked else {
                 return Route::Unavailable(app.clone());
             };
             if self.still_routed(generation, &picked) {
@@ -352,13 +392,14 @@ impl Router {
     }
 
     /// For a retry after a failed connect: another endpoint of the same app, from the current
-    /// table (the one the request started with may be outdated by now).
+    /// table (the one the request started with may be outdated by now); for the preview host,
+    /// of the same release's set.
     pub(crate) fn pick_other(&self, failed: &Picked) -> Option<Picked> {
         loop {
             let generation = self.generation.load(SeqCst);
             let table = self.table.load();
             let app = table.app(failed.app().id)?;
-            let picked = app.pick_other(failed.upstream().instance)?;
+            let picked = app.pick_other(failed.upstream().instance, failed.via())?;
             if self.still_routed(generation, &picked) {
                 return Some(picked);
             }
@@ -602,6 +643,8 @@ mod tests {
                         addr: upstream().await,
                     }],
                 }],
+                preview: None,
+                sticky: false,
             }],
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

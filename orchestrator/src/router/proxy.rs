@@ -1,5 +1,5 @@
 //! The request path: from a downstream request to the upstream response streamed back, with the
-//! router's own answers (404, 502, 503, 504) on the way.
+//! router's own answers (404, 502, 503, 504) on the way, and the sticky cookie on the way back.
 //!
 //! Everything here runs once per request, so it is written to allocate as little as it can:
 //! header names are constants, the client IP header is formatted once per connection, the
@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{
     Entry, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, EXPECT, HOST,
-    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RETRY_AFTER, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, RETRY_AFTER, SET_COOKIE, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -23,7 +24,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::pool::{self, ConnectError, Sender};
-use super::table::{app_key, AppEntry, Picked};
+use super::table::{app_host, AppEntry, Picked};
 use super::{Downstream, Route, Router};
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -59,10 +60,10 @@ pub(crate) async fn handle(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
-    let Some(key) = app_key(host_str, router.domain()) else {
+    let Some(target) = app_host(host_str, router.domain()) else {
         return not_found(host.as_ref(), router.domain(), request_id);
     };
-    let picked = match router.route(key) {
+    let picked = match router.route(target, req.headers()) {
         Route::Picked(picked) => picked,
         Route::Unknown => return not_found(host.as_ref(), router.domain(), request_id),
         Route::Unavailable(app) => return unavailable(&app, start, request_id),
@@ -197,6 +198,12 @@ fn respond(
     let (mut parts, body) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers, switching);
     parts.headers.insert(X_REQUEST_ID, request_id.clone());
+    // Only for a sticky app's main host, naming the set that answered (after a retry, maybe not
+    // the one the cookie named). Appended: the app's own cookies stay. The router's own errors
+    // never set it: no set answered those.
+    if let Some(cookie) = picked.set_cookie() {
+        parts.headers.append(SET_COOKIE, cookie.clone());
+    }
     record(&picked, parts.status, start);
     match (upstream_upgrade, on_upgrade) {
         (Some(upstream), Some(downstream)) => {

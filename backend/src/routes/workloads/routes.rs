@@ -34,6 +34,7 @@ pub async fn get(
         AppRoutes {
             host: format!("{}.{}.{}", app.name, access.team.slug, state.apps_domain),
             url: state.app_url(&access.team.slug, &app.name),
+            preview_url: None,
             sets: Vec::new(),
             stats: Default::default(),
         }
