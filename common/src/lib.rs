@@ -13,11 +13,13 @@
 //! - [`logs`]: log lines and platform events, their history pages and live frames.
 //! - [`metrics`]: apps' metric points, their series and live frames.
 //! - [`releases`]: releases, their statuses, rollout strategies and progress.
+//! - [`autoscaling`]: an app's autoscaling policy and the autoscaler's decisions.
 //! - [`routes`]: the router's view of an app (release sets, weights, endpoints, counters).
 //! - [`error`]: the single error body every API error uses.
 
 pub mod agent;
 pub mod api;
+pub mod autoscaling;
 pub mod cluster;
 pub mod error;
 pub mod logs;

@@ -7,6 +7,8 @@
 //!   wherever apps run (this orchestrator, or Kubernetes), and the router's `TrafficGate`.
 //! - [`rollout`]: pure rollout plan: how many instances each release set gets next, and which
 //!   release becomes active, fails or is superseded.
+//! - [`autoscale`]: pure autoscaler decision: the replicas an app's CPU use and request rate
+//!   ask for (HPA's rule), with scale-down stabilisation and the min, max and quota clamps.
 //! - [`scheduler`]: pure placement of instances on nodes (filter, then score), with the reason
 //!   an instance cannot be placed.
 //! - [`reconcile`]: pure per-app plan: how many instances to create and which to stop, for
@@ -19,6 +21,7 @@
 //!   table the control plane swaps in: weighted release sets, keep-alive pools, counters.
 
 pub mod agent;
+pub mod autoscale;
 pub mod cluster;
 pub mod reconcile;
 pub mod rollout;
