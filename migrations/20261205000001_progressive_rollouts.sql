@@ -29,3 +29,19 @@ CREATE TABLE rollout_transitions (
     text        text NOT NULL
 );
 CREATE INDEX rollout_transitions_release_idx ON rollout_transitions (release_id, id);
+
+-- The autoscaler: an app's policy (NULL: off) and the decisions that changed (or held) its
+-- replica count, with their inputs.
+ALTER TABLE apps ADD COLUMN autoscaling jsonb;
+CREATE TABLE autoscaler_decisions (
+    id                bigserial PRIMARY KEY,
+    team_id           uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+    app_id            uuid NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    at                timestamptz NOT NULL DEFAULT now(),
+    from_replicas     integer NOT NULL,
+    to_replicas       integer NOT NULL,
+    cpu_percent       double precision,
+    rps_per_instance  double precision,
+    reason            text NOT NULL
+);
+CREATE INDEX autoscaler_decisions_app_idx ON autoscaler_decisions (app_id, id);

@@ -9,8 +9,11 @@
 //! - [`releases`]: making releases (deploys, config and settings changes, rollbacks) and reading
 //!   them.
 //! - [`rollouts`]: the rollout controller, above the `Cluster` seam: which release sets get how
-//!   many instances, and which release becomes active, fails or is superseded.
-//! - [`routing`]: keeps the apps' router's table equal to the cluster's ready endpoints.
+//!   many instances, and which release becomes active, fails or is superseded; canary analysis;
+//!   promote, abort, pause and resume.
+//! - [`autoscaler`]: HPA-style replica counts from CPU and requests per second.
+//! - [`routing`]: keeps the apps' router's table equal to the cluster's ready endpoints, with
+//!   the traffic split of canary and blue-green rollouts.
 //! - [`cluster`]: the embedded cluster, the default `Cluster`: the agent websocket, the hub of
 //!   connected agents, and the reconciler (placement, node failure, drains, taking instances out
 //!   of the route before they stop) over Postgres.
@@ -27,6 +30,7 @@ pub mod agent;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod autoscaler;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -65,7 +65,7 @@ pub async fn sync(state: &AppState) -> anyhow::Result<()> {
             rollout: rollout_state(r),
         });
     }
-    let mut sets: HashMap<Uuid, Vec<SetSpec>> = HashMap::new();
+    let mut sets: HashMap<Uuid, (Vec<SetSpec>, Option<Uuid>, bool)> = HashMap::new();
     for app in endpoints.apps {
         let split = traffic(
             releases.get(&app.app_id).map_or(&[], Vec::as_slice),
@@ -77,34 +77,37 @@ pub async fn sync(state: &AppState) -> anyhow::Result<()> {
                 })
                 .collect::<Vec<_>>(),
         );
-        sets.insert(
-            app.app_id,
-            app.sets
-                .into_iter()
-                .zip(split.weights)
-                .map(|(s, weight)| SetSpec {
-                    release_id: s.release_id,
-                    version: s.version,
-                    weight,
-                    endpoints: s
-                        .endpoints
-                        .into_iter()
-                        .map(|(instance, addr)| EndpointSpec { instance, addr })
-                        .collect(),
-                })
-                .collect(),
-        );
+        let (preview, sticky) = (split.preview, split.sticky);
+        let app_sets = app
+            .sets
+            .into_iter()
+            .zip(split.weights)
+            .map(|(s, weight)| SetSpec {
+                release_id: s.release_id,
+                version: s.version,
+                weight,
+                endpoints: s
+                    .endpoints
+                    .into_iter()
+                    .map(|(instance, addr)| EndpointSpec { instance, addr })
+                    .collect(),
+            })
+            .collect();
+        sets.insert(app.app_id, (app_sets, preview, sticky));
     }
     let spec = RouteSpec {
         apps: apps
             .into_iter()
-            .map(|(app_id, team, app)| AppSpec {
-                app_id,
-                team,
-                app,
-                sets: sets.remove(&app_id).unwrap_or_default(),
-                preview: None,
-                sticky: false,
+            .map(|(app_id, team, app)| {
+                let (sets, preview, sticky) = sets.remove(&app_id).unwrap_or_default();
+                AppSpec {
+                    app_id,
+                    team,
+                    app,
+                    sets,
+                    preview,
+                    sticky,
+                }
             })
             .collect(),
     };

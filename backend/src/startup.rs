@@ -114,6 +114,7 @@ impl Application {
             ),
             rollouts: Notify::new(),
             rollout_book: Default::default(),
+            autoscaler: Notify::new(),
             routes: Notify::new(),
             logs: crate::logs::Logs::new(log_hub, config.log_retention_days),
             live: crate::live::LiveGate::new(config.streams_per_user),
@@ -127,6 +128,7 @@ impl Application {
             .context("failed to turn deploys made before releases into releases")?;
         tokio::spawn(reconciler::run_forever(embedded));
         tokio::spawn(rollouts::run_forever(state.clone()));
+        tokio::spawn(crate::autoscaler::run_forever(state.clone()));
         tokio::spawn(routing::run_forever(state.clone()));
         tokio::spawn(crate::registry::gc::run_daily(state.clone()));
         tokio::spawn(crate::logs::partitions::run_hourly(state.clone()));

@@ -50,6 +50,8 @@ pub struct App {
     pub rollouts: Notify,
     /// The rollout controller's memory: canary analysis windows, what rollouts wait for.
     pub rollout_book: crate::rollouts::book::Book,
+    /// Wakes the autoscaler (a policy was set).
+    pub autoscaler: Notify,
     /// Wakes the route sync (an app was created or deleted, or its port changed).
     pub routes: Notify,
     /// Apps' logs and events: retention and the live fan-out.

@@ -149,6 +149,18 @@ pub struct AutoscalerDecision {
     pub reason: String,
 }
 
+/// `GET …/autoscaling`: the policy (`null`: off), the replica count now and the newest
+/// decisions first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AutoscalingStatus {
+    pub policy: Option<Autoscaling>,
+    pub replicas: u32,
+    /// The 50 newest decisions that changed the replica count or held back a change, newest
+    /// first.
+    pub decisions: Vec<AutoscalerDecision>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

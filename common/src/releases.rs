@@ -183,7 +183,6 @@ pub enum Strategy {
 /// One step of a canary: `{"set_weight": 10}` or `{"pause_seconds": 30}`; `{"pause_seconds":
 /// null}` waits for `promote`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum CanaryStep {
     /// Percent of the traffic (0–100) the new release gets from now on, once its instances for
@@ -192,6 +191,52 @@ pub enum CanaryStep {
     /// Wait this many seconds (analysis keeps running), or until `promote` when `null`.
     PauseSeconds(Option<u32>),
 }
+
+// Written out because the derive cannot bound a variant's unnamed field (the document bounds
+// every number a request carries).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for CanaryStep {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ObjectBuilder, OneOfBuilder, SchemaType, Type,
+        };
+        let step = |name: &str, what: &str, max: u32, nullable: bool| {
+            let types = if nullable {
+                SchemaType::from_iter([Type::Integer, Type::Null])
+            } else {
+                SchemaType::new(Type::Integer)
+            };
+            ObjectBuilder::new()
+                .property(
+                    name,
+                    ObjectBuilder::new()
+                        .schema_type(types)
+                        .minimum(Some(0))
+                        .maximum(Some(max))
+                        .description(Some(what)),
+                )
+                .required(name)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        OneOfBuilder::new()
+            .item(step(
+                "set_weight",
+                "Percent of the traffic the new release gets from now on, once its instances for that share are ready.",
+                100,
+                false,
+            ))
+            .item(step(
+                "pause_seconds",
+                "Wait this many seconds (analysis keeps running), or until promote when null.",
+                Strategy::MAX_SECONDS,
+                true,
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for CanaryStep {}
 
 /// Absolute thresholds on the canary's traffic, over a sliding window of the router's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,8 @@
 //! - [`cluster`]: the `Cluster` trait, the seam between the control plane's controllers and
 //!   wherever apps run (this orchestrator, or Kubernetes), and the router's `TrafficGate`.
 //! - [`rollout`]: pure rollout plan: how many instances each release set gets next, and which
-//!   release becomes active, fails or is superseded.
+//!   release becomes active, fails or is superseded; the canary and blue-green state machines,
+//!   canary analysis, and each set's share of the traffic.
 //! - [`autoscale`]: pure autoscaler decision: the replicas an app's CPU use and request rate
 //!   ask for (HPA's rule), with scale-down stabilisation and the min, max and quota clamps.
 //! - [`scheduler`]: pure placement of instances on nodes (filter, then score), with the reason

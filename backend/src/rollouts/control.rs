@@ -62,7 +62,7 @@ pub async fn act(
     .ok_or_else(|| not_found(&format!("rollout {version}")))?;
     let status = release.status();
     if !status.in_flight() {
-        return Err(conflict(&format!(
+        return Err(conflict(format!(
             "rollout {version} is not under way: v{version} is {status}"
         )));
     }
@@ -142,27 +142,27 @@ pub async fn act(
 fn check(release: &ReleaseRow, strategy: &Strategy, action: Action) -> ApiResult<()> {
     let version = release.version;
     if release.status() != ReleaseStatus::RollingOut || release.strategy.is_none() {
-        return Err(conflict(&format!(
+        return Err(conflict(format!(
             "rollout {version} has not started yet; try again in a moment"
         )));
     }
     let step = release.step.max(0) as usize;
     match (strategy, action) {
-        (Strategy::Rolling { .. }, _) => Err(conflict(&format!(
+        (Strategy::Rolling { .. }, _) => Err(conflict(format!(
             "rollout {version} is a rolling update: it has no steps to promote or pause (abort it, or roll back)"
         ))),
         (Strategy::Canary { steps, .. }, Action::Promote { full: false }) => match steps.get(step) {
             Some(CanaryStep::PauseSeconds(_)) => Ok(()),
-            Some(CanaryStep::SetWeight(w)) => Err(conflict(&format!(
+            Some(CanaryStep::SetWeight(w)) => Err(conflict(format!(
                 "rollout {version} is at step {} (set_weight {w}), not at a pause: promote with ?full=true to skip every remaining step",
                 step + 1
             ))),
-            None => Err(conflict(&format!(
+            None => Err(conflict(format!(
                 "rollout {version} has done all its steps: the new release is taking over"
             ))),
         },
         (Strategy::BlueGreen { .. }, Action::Promote { .. }) if step >= 2 => Err(conflict(
-            &format!("rollout {version} is already promoted"),
+            format!("rollout {version} is already promoted"),
         )),
         _ => Ok(()),
     }

@@ -457,7 +457,7 @@ async fn execute(
             .rows_affected();
             if advanced > 0 {
                 tracing::info!(app.id = %app.id, release.version = r.version, "rollout of v{} of app {}: {text}", r.version, app.name);
-                let text = format!("v{} step {step}, weight {weight} %: {text}", r.version);
+                let text = format!("v{}: {text}", r.version);
                 transition(state, app, r, step, weight, text).await;
                 state.routes.notify_one();
                 // The next step may be due at once (a pause of 0 s, a set already ready).

@@ -64,6 +64,11 @@ pub fn api() -> axum::Router<AppState> {
         .routes(routes!(workloads::strategy::put))
         .routes(routes!(workloads::instances::list))
         .routes(routes!(workloads::routes::get))
+        .routes(routes!(
+            workloads::autoscaling::get,
+            workloads::autoscaling::put,
+            workloads::autoscaling::delete
+        ))
         .routes(routes!(workloads::rollouts::current))
         .routes(routes!(workloads::rollouts::promote))
         .routes(routes!(workloads::rollouts::abort))

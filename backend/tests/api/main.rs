@@ -13,5 +13,6 @@ mod fake_agent;
 mod logs;
 mod node_stream;
 mod openapi;
+mod progressive;
 mod releases;
 mod tokens;

@@ -350,6 +350,12 @@ fn collect_leaves<'d>(
         if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
             collect_leaves(doc, values, &format!("{at} (values)"), out);
         }
+    } else if has_type(schema, "array") {
+        // The array itself (its length) and what it holds.
+        out.push((at.to_owned(), schema));
+        if let Some(items) = schema.get("items") {
+            collect_leaves(doc, items, &format!("{at}[]"), out);
+        }
     } else if schema["type"] != "null" {
         out.push((at.to_owned(), schema));
     }
@@ -368,7 +374,10 @@ async fn every_name_and_number_a_request_carries_is_bounded_in_the_document() {
                 if schema.get("enum").is_some() || schema.get("format") == Some(&json!("uuid")) {
                     true
                 } else if has_type(schema, "integer") || has_type(schema, "number") {
-                    schema.get("minimum").is_some() && schema.get("maximum").is_some()
+                    let above = schema.get("minimum").or(schema.get("exclusiveMinimum"));
+                    above.is_some() && schema.get("maximum").is_some()
+                } else if has_type(schema, "array") {
+                    schema.get("maxItems").is_some()
                 } else if has_type(schema, "string") {
                     schema.get("maxLength").is_some()
                 } else {

@@ -17,7 +17,7 @@ use crate::support::{error_code, TestApp, TestUser};
 const SECRET: &str = "s3cret-value-never-shown";
 
 /// GET `path` and its JSON body, asserting a 200.
-async fn get_json(user: &TestUser, path: &str) -> Value {
+pub(crate) async fn get_json(user: &TestUser, path: &str) -> Value {
     let res = user.get(path).await;
     assert_eq!(res.status(), StatusCode::OK, "GET {path}");
     res.json().await.unwrap()
@@ -160,7 +160,7 @@ async fn the_platform_sets_port_and_gantry_vars_and_refuses_them_in_config() {
 
 /// Node `n1` with a web app of `replicas` whose v1 is active and ready; returns the agent, the
 /// app's path and v1's instances.
-async fn serving_v1(
+pub(crate) async fn serving_v1(
     app: &TestApp,
     admin: &TestUser,
     replicas: u32,

@@ -169,6 +169,15 @@ fn cases(w: &World) -> Vec<Case> {
         case(Viewer, "GET metrics", Method::GET, format!("{web}/metrics"), None, ok, Some(check_metrics)),
         case(Viewer, "GET metrics stream", Method::GET, format!("{web}/metrics/stream"), None,
              StatusCode::BAD_REQUEST, Some(check_stream_wants_an_upgrade)),
+        // `web` rolls out v2 with the rolling strategy: it has no steps to promote or pause
+        // (past the access check, a 409), and abort ends it.
+        case(Member, "POST rollout pause", Method::POST, format!("{web}/rollouts/2/pause"), Some(json!({})),
+             StatusCode::CONFLICT, Some(check_rolling_has_no_steps)),
+        case(Member, "POST rollout resume", Method::POST, format!("{web}/rollouts/2/resume"), Some(json!({})),
+             StatusCode::CONFLICT, Some(check_rolling_has_no_steps)),
+        case(Member, "POST rollout promote", Method::POST, format!("{web}/rollouts/2/promote"), Some(json!({})),
+             StatusCode::CONFLICT, Some(check_rolling_has_no_steps)),
+        case(Member, "POST rollout abort", Method::POST, format!("{web}/rollouts/2/abort"), Some(json!({})), ok, Some(check_aborted)),
         case(Member, "POST apps", Method::POST, format!("{team}/apps"), Some(json!({"name": "fresh"})), created, Some(check_created_app)),
         case(Member, "PATCH app", Method::PATCH, web.clone(), Some(json!({"replicas": 3})), ok, Some(check_patched_app)),
         case(Member, "PUT config", Method::PUT, format!("{web}/config"),
@@ -180,6 +189,10 @@ fn cases(w: &World) -> Vec<Case> {
         case(Member, "POST scale", Method::POST, format!("{web}/scale"), Some(json!({"replicas": 5})), accepted, Some(check_scaled)),
         case(Member, "PUT strategy", Method::PUT, format!("{web}/strategy"),
              Some(json!({"kind": "rolling", "max_surge": 2, "max_unavailable": 0})), ok, Some(check_strategy)),
+        case(Viewer, "GET autoscaling", Method::GET, format!("{web}/autoscaling"), None, ok, Some(check_autoscaling_off)),
+        case(Member, "PUT autoscaling", Method::PUT, format!("{web}/autoscaling"),
+             Some(json!({"min": 1, "max": 4, "target_cpu_percent": 60})), ok, Some(check_autoscaling_on)),
+        case(Member, "DELETE autoscaling", Method::DELETE, format!("{web}/autoscaling"), None, gone, None),
         case(Member, "POST rollback (to v1)", Method::POST, format!("{web}/rollback"), Some(json!({"version": 1})), created, Some(check_rolled_back)),
         case(Admin, "DELETE app", Method::DELETE, format!("{team}/apps/doomed"), None, gone, None),
         case(Admin, "GET audit", Method::GET, format!("{team}/audit"), None, ok, Some(check_audit)),
@@ -301,6 +314,35 @@ fn check_routes(_: Role, body: &Value) {
 
 fn check_rollout(_: Role, body: &Value) {
     assert!(body["release"].as_u64().unwrap() >= 2, "{body}");
+}
+
+fn check_autoscaling_off(_: Role, body: &Value) {
+    assert_eq!(body["policy"], Value::Null, "{body}");
+}
+
+fn check_autoscaling_on(_: Role, body: &Value) {
+    assert_eq!(body["policy"]["max"], 4, "{body}");
+    assert_eq!(
+        body["policy"]["scale_down_stabilization_seconds"], 300,
+        "{body}"
+    );
+}
+
+fn check_rolling_has_no_steps(_: Role, body: &Value) {
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("rolling update"), "{body}");
+}
+
+fn check_aborted(_: Role, body: &Value) {
+    assert_eq!(body["release"], 2, "{body}");
+    assert_eq!(body["status"], "aborted", "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("aborted by "),
+        "{body}"
+    );
 }
 
 fn check_releases(_: Role, body: &Value) {
@@ -425,9 +467,12 @@ async fn role_table(role: Role, via: Via) {
                     check(role, &body);
                 }
             }
-            if case.method != Method::GET {
+            if case.method != Method::GET && case.ok.is_success() {
                 // Shows the snapshot sees this write, so that "unchanged" below means something.
                 assert_ne!(w.app.snapshot().await, before, "{context}: no effect");
+            } else if !case.ok.is_success() {
+                // Past the access check, refused for another reason: nothing changed.
+                assert_eq!(w.app.snapshot().await, before, "{context}: changed state");
             }
         } else {
             refused += 1;
@@ -441,10 +486,10 @@ async fn role_table(role: Role, via: Via) {
         Role::Owner => 0,
         Role::Admin => 4,
         Role::Member => 10,
-        Role::Viewer => 18,
+        Role::Viewer => 24,
     };
     assert_eq!(refused, expected_refusals, "{role:?}: refusals");
-    assert_eq!(allowed + refused, 35);
+    assert_eq!(allowed + refused, 42);
 }
 
 #[tokio::test]

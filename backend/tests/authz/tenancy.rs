@@ -64,7 +64,7 @@ fn routes_of(
             let path = op.path_with(|name| match name {
                 "team" => team.to_owned(),
                 "app" => "secret-app".to_owned(),
-                "version" => "1".to_owned(),
+                "version" | "id" => "1".to_owned(),
                 "user_id" => target.id.to_string(),
                 other => panic!("{}: no value for {{{other}}}", op.describe()),
             });

@@ -121,9 +121,14 @@ pub(super) fn plan(
                         "pause ended by promote".into(),
                     ))
                 }
-                Some(CanaryStep::PauseSeconds(Some(s))) if elapsed >= u64::from(*s) => steps.push(
-                    advance(t, state.step + 1, state.weight, format!("paused {s} s")),
-                ),
+                Some(CanaryStep::PauseSeconds(Some(s))) if elapsed >= u64::from(*s) => {
+                    steps.push(advance(
+                        t,
+                        state.step + 1,
+                        state.weight,
+                        format!("pause of {s} s over at weight {} %", state.weight),
+                    ))
+                }
                 Some(CanaryStep::PauseSeconds(Some(s))) => {
                     steps.push(wait(format!("pause: {} s left", u64::from(*s) - elapsed)))
                 }
@@ -420,7 +425,7 @@ mod tests {
             (
                 "the pause is over",
                 app(canary(), 1, 10, 30, set(1, 1)),
-                vec![advance(2, 10, "paused 30 s")],
+                vec![advance(2, 10, "pause of 30 s over at weight 10 %")],
             ),
             (
                 "weight 50 %: two instances first",

@@ -1,0 +1,225 @@
+//! The autoscaler, above the `Cluster` seam: every [`PERIOD`] it reads, for each app with a
+//! policy, the CPU its instances use (the agents' usage reports) and the requests per second the
+//! router counted, asks the pure `autoscale::decide` for a replica count, and sets it as a scale
+//! would (the rollout controller then resizes the serving release). Decisions that change the
+//! count, or hold a change back, are recorded with their inputs (`autoscaler_decisions`) and as
+//! events in the app's log.
+//!
+//! Its memory (earlier recommendations for the scale-down stabilisation window, the last request
+//! counts) is in this task: after a restart the window starts afresh, which can only delay a
+//! scale-down, never cause one.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use gantry_common::autoscaling::{AutoscalerDecision, Autoscaling, AutoscalingStatus};
+use gantry_orchestrator::autoscale::{decide, Input};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// How often decisions are made: the agents report usage every 5 s.
+pub const PERIOD: Duration = Duration::from_secs(5);
+/// Held for a pass, so that two servers on one database never both scale an app.
+const ADVISORY_LOCK: i64 = 4_242_005;
+/// Recommendations are kept this long (the longest stabilisation window allowed).
+const KEEP: time::Duration = time::Duration::hours(1);
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    team_id: Uuid,
+    name: String,
+    replicas: i32,
+    cpu_millis: i32,
+    autoscaling: sqlx::types::Json<Autoscaling>,
+    rolling_out: bool,
+}
+
+#[derive(Default)]
+struct Memory {
+    recent: HashMap<Uuid, VecDeque<(OffsetDateTime, u32)>>,
+    /// The router's request count of each app at the last pass.
+    requests: HashMap<Uuid, (Instant, u64)>,
+    /// The last reason recorded per app, so that a decision holding a change back is recorded
+    /// once, not every pass.
+    recorded: HashMap<Uuid, String>,
+}
+
+pub async fn run_forever(state: AppState) {
+    let mut memory = Memory::default();
+    loop {
+        if let Err(e) = pass(&state, &mut memory).await {
+            tracing::warn!("autoscaler pass failed (retrying in {PERIOD:?}): {e:#}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PERIOD) => {}
+            _ = state.autoscaler.notified() => {}
+        }
+    }
+}
+
+async fn pass(state: &AppState, memory: &mut Memory) -> anyhow::Result<()> {
+    let mut lock = state.db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(ADVISORY_LOCK)
+        .execute(&mut *lock)
+        .await?;
+    let apps: Vec<Row> = sqlx::query_as(
+        "SELECT a.id, a.team_id, a.name, a.replicas, a.cpu_millis, a.autoscaling,
+                EXISTS (SELECT 1 FROM releases r WHERE r.app_id = a.id
+                        AND r.status IN ('pending', 'rolling_out')) AS rolling_out
+         FROM apps a WHERE a.autoscaling IS NOT NULL",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let usage = state.metrics.usage.current();
+    let sets = state.cluster.sets().await?;
+    let stats = state.router.stats();
+    let now = OffsetDateTime::now_utc();
+    let instant = Instant::now();
+    for app in &apps {
+        let used: Vec<u32> = usage
+            .iter()
+            .filter(|u| u.owner.app_id == app.id)
+            .map(|u| u.usage.cpu_millis)
+            .collect();
+        let cpu_percent = (!used.is_empty() && app.cpu_millis > 0).then(|| {
+            let mean = used.iter().map(|&c| f64::from(c)).sum::<f64>() / used.len() as f64;
+            mean * 100.0 / f64::from(app.cpu_millis)
+        });
+        let ready: u32 = sets
+            .iter()
+            .filter(|s| s.app_id == app.id && !s.removed)
+            .map(|s| s.ready.min(s.replicas))
+            .sum();
+        let requests = stats
+            .iter()
+            .find(|s| s.app_id == app.id)
+            .map(|s| s.stats.requests);
+        let rps = match (requests, memory.requests.get(&app.id)) {
+            (Some(now_count), Some(&(then, then_count))) if now_count >= then_count => {
+                let seconds = instant.duration_since(then).as_secs_f64();
+                (seconds >= 0.5).then(|| (now_count - then_count) as f64 / seconds)
+            }
+            _ => None,
+        };
+        if let Some(count) = requests {
+            let keep_base = memory.requests.get(&app.id).is_some_and(|&(then, _)| {
+                instant.duration_since(then) < Duration::from_millis(500)
+            });
+            if !keep_base {
+                memory.requests.insert(app.id, (instant, count));
+            }
+        }
+        let recent = memory.recent.entry(app.id).or_default();
+        while recent.front().is_some_and(|(at, _)| now - *at > KEEP) {
+            recent.pop_front();
+        }
+        let current = app.replicas.max(0) as u32;
+        let decision = decide(&Input {
+            policy: &app.autoscaling.0,
+            current,
+            cpu_percent,
+            rps,
+            ready,
+            quota_max: None,
+            now,
+            recent: recent.make_contiguous(),
+            rollout_in_progress: app.rolling_out,
+        });
+        recent.push_back((now, decision.recommendation));
+
+        let changes = decision.replicas != current;
+        let holds = decision.recommendation != current;
+        let new_reason = memory.recorded.get(&app.id) != Some(&decision.reason);
+        if !(changes || holds && new_reason) {
+            continue;
+        }
+        if changes {
+            let scaled = sqlx::query(
+                "UPDATE apps SET replicas = $3, updated_at = now()
+                 WHERE id = $1 AND replicas = $2 AND autoscaling IS NOT NULL",
+            )
+            .bind(app.id)
+            .bind(app.replicas)
+            .bind(decision.replicas as i32)
+            .execute(&state.db)
+            .await?
+            .rows_affected();
+            if scaled == 0 {
+                // Scaled by a person in the meantime: the next pass decides from there.
+                continue;
+            }
+            tracing::info!(app.id = %app.id, "autoscaler: app {} {current} → {}: {}", app.name, decision.replicas, decision.reason);
+            state.rollouts.notify_one();
+        }
+        let per_instance = rps.map(|r| r / f64::from(ready.max(1)));
+        sqlx::query(
+            "INSERT INTO autoscaler_decisions (team_id, app_id, at, from_replicas, to_replicas,
+                 cpu_percent, rps_per_instance, reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(app.team_id)
+        .bind(app.id)
+        .bind(now)
+        .bind(current as i32)
+        .bind(decision.replicas as i32)
+        .bind(cpu_percent)
+        .bind(per_instance)
+        .bind(&decision.reason)
+        .execute(&state.db)
+        .await?;
+        let event = crate::logs::events::Event {
+            team_id: app.team_id,
+            app_id: app.id,
+            release: None,
+            instance: None,
+            text: format!("autoscaler: {}", decision.reason),
+        };
+        crate::logs::events::record(&state.db, &state.logs.hub, vec![event]).await;
+        memory.recorded.insert(app.id, decision.reason);
+    }
+    let live: std::collections::HashSet<Uuid> = apps.iter().map(|a| a.id).collect();
+    memory.recent.retain(|id, _| live.contains(id));
+    memory.requests.retain(|id, _| live.contains(id));
+    memory.recorded.retain(|id, _| live.contains(id));
+    lock.commit().await?;
+    Ok(())
+}
+
+/// The policy, the replica count and the newest decisions, for `GET …/autoscaling`.
+pub async fn status(state: &AppState, app: Uuid) -> ApiResult<AutoscalingStatus> {
+    let (policy, replicas): (Option<sqlx::types::Json<Autoscaling>>, i32) =
+        sqlx::query_as("SELECT autoscaling, replicas FROM apps WHERE id = $1")
+            .bind(app)
+            .fetch_one(&state.db)
+            .await?;
+    type DecisionRow = (OffsetDateTime, i32, i32, Option<f64>, Option<f64>, String);
+    let rows: Vec<DecisionRow> = sqlx::query_as(
+        "SELECT at, from_replicas, to_replicas, cpu_percent, rps_per_instance, reason
+         FROM autoscaler_decisions WHERE app_id = $1 ORDER BY id DESC LIMIT 50",
+    )
+    .bind(app)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(AutoscalingStatus {
+        policy: policy.map(|p| p.0),
+        replicas: replicas.max(0) as u32,
+        decisions: rows
+            .into_iter()
+            .map(
+                |(at, from, to, cpu_percent, rps_per_instance, reason)| AutoscalerDecision {
+                    at,
+                    from: from.max(0) as u32,
+                    to: to.max(0) as u32,
+                    cpu_percent,
+                    rps_per_instance,
+                    reason,
+                },
+            )
+            .collect(),
+    })
+}
