@@ -482,6 +482,17 @@ pub struct WindowFigures {
     pub p99_ms: Option<f64>,
 }
 
+/// A frame of `GET …/rollouts/current/stream`: the rollout whenever it changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RolloutFrame {
+    /// The app's current rollout, whole.
+    Rollout { rollout: Box<Rollout> },
+    /// The app has no release yet.
+    None,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,7 @@ pub fn api() -> axum::Router<AppState> {
             workloads::autoscaling::delete
         ))
         .routes(routes!(workloads::rollouts::current))
+        .routes(routes!(workloads::rollout_stream::stream))
         .routes(routes!(workloads::rollouts::promote))
         .routes(routes!(workloads::rollouts::abort))
         .routes(routes!(workloads::rollouts::pause))

@@ -169,6 +169,8 @@ fn cases(w: &World) -> Vec<Case> {
         case(Viewer, "GET metrics", Method::GET, format!("{web}/metrics"), None, ok, Some(check_metrics)),
         case(Viewer, "GET metrics stream", Method::GET, format!("{web}/metrics/stream"), None,
              StatusCode::BAD_REQUEST, Some(check_stream_wants_an_upgrade)),
+        case(Viewer, "GET rollout stream", Method::GET, format!("{web}/rollouts/current/stream"), None,
+             StatusCode::BAD_REQUEST, Some(check_stream_wants_an_upgrade)),
         // `web` rolls out v2 with the rolling strategy: it has no steps to promote or pause
         // (past the access check, a 409), and abort ends it.
         case(Member, "POST rollout pause", Method::POST, format!("{web}/rollouts/2/pause"), Some(json!({})),
@@ -489,7 +491,7 @@ async fn role_table(role: Role, via: Via) {
         Role::Viewer => 24,
     };
     assert_eq!(refused, expected_refusals, "{role:?}: refusals");
-    assert_eq!(allowed + refused, 42);
+    assert_eq!(allowed + refused, 43);
 }
 
 #[tokio::test]

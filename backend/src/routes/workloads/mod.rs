@@ -7,6 +7,7 @@
 pub mod autoscaling;
 pub mod deploy;
 pub mod instances;
+pub mod rollout_stream;
 pub mod rollouts;
 pub mod routes;
 pub mod scale;
