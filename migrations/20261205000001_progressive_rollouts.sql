@@ -45,3 +45,11 @@ CREATE TABLE autoscaler_decisions (
     reason            text NOT NULL
 );
 CREATE INDEX autoscaler_decisions_app_idx ON autoscaler_decisions (app_id, id);
+
+-- Team quotas, set by a platform admin; NULL: the platform's defaults (the server's
+-- GANTRY_TEAM_QUOTA_* settings).
+ALTER TABLE teams
+    ADD COLUMN quota_apps integer CHECK (quota_apps >= 0),
+    ADD COLUMN quota_instances integer CHECK (quota_instances >= 0),
+    ADD COLUMN quota_cpu_millis integer CHECK (quota_cpu_millis >= 0),
+    ADD COLUMN quota_memory_mib integer CHECK (quota_memory_mib >= 0);

@@ -227,10 +227,10 @@ impl FromRequestParts<AppState> for PlatformAdmin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        caller.require_session("administer the cluster's nodes")?;
+        caller.require_session("administer the platform (nodes, team quotas)")?;
         if !caller.user.is_platform_admin {
             return Err(forbidden(
-                "only a platform admin (the first account of this Gantry) can manage nodes",
+                "only a platform admin (the first account of this Gantry) can manage nodes and team quotas",
             ));
         }
         Ok(PlatformAdmin(caller))

@@ -34,6 +34,7 @@ struct Row {
     name: String,
     replicas: i32,
     cpu_millis: i32,
+    memory_mib: i32,
     autoscaling: sqlx::types::Json<Autoscaling>,
     rolling_out: bool,
 }
@@ -68,7 +69,7 @@ async fn pass(state: &AppState, memory: &mut Memory) -> anyhow::Result<()> {
         .execute(&mut *lock)
         .await?;
     let apps: Vec<Row> = sqlx::query_as(
-        "SELECT a.id, a.team_id, a.name, a.replicas, a.cpu_millis, a.autoscaling,
+        "SELECT a.id, a.team_id, a.name, a.replicas, a.cpu_millis, a.memory_mib, a.autoscaling,
                 EXISTS (SELECT 1 FROM releases r WHERE r.app_id = a.id
                         AND r.status IN ('pending', 'rolling_out')) AS rolling_out
          FROM apps a WHERE a.autoscaling IS NOT NULL",
@@ -76,6 +77,8 @@ async fn pass(state: &AppState, memory: &mut Memory) -> anyhow::Result<()> {
     .fetch_all(&state.db)
     .await?;
     let usage = state.metrics.usage.current();
+    let mut quota_usage = crate::quotas::usage_by_team(state).await?;
+    let quota_limits = crate::quotas::limits_by_team(state).await?;
     let sets = state.cluster.sets().await?;
     let stats = state.router.stats();
     let now = OffsetDateTime::now_utc();
@@ -119,13 +122,18 @@ async fn pass(state: &AppState, memory: &mut Memory) -> anyhow::Result<()> {
             recent.pop_front();
         }
         let current = app.replicas.max(0) as u32;
+        // The most this app may have: what it has, plus what the team's quota has room for.
+        let team_usage = quota_usage.entry(app.team_id).or_default();
+        let limits = quota_limits.get(&app.team_id).unwrap_or(&state.team_quota);
+        let memory_mib = app.memory_mib.max(0) as u32;
+        let quota_max = current + team_usage.room(limits, app.cpu_millis.max(0) as u32, memory_mib);
         let decision = decide(&Input {
             policy: &app.autoscaling.0,
             current,
             cpu_percent,
             rps,
             ready,
-            quota_max: None,
+            quota_max: Some(quota_max),
             now,
             recent: recent.make_contiguous(),
             rollout_in_progress: app.rolling_out,
@@ -154,6 +162,14 @@ async fn pass(state: &AppState, memory: &mut Memory) -> anyhow::Result<()> {
                 continue;
             }
             tracing::info!(app.id = %app.id, "autoscaler: app {} {current} → {}: {}", app.name, decision.replicas, decision.reason);
+            // Later apps of the team this pass see the room this one took (or freed).
+            let size = |n: u32| u64::from(n);
+            if decision.replicas > current {
+                let more = decision.replicas - current;
+                team_usage.instances += more;
+                team_usage.cpu_millis += size(more) * app.cpu_millis.max(0) as u64;
+                team_usage.memory_mib += size(more) * u64::from(memory_mib);
+            }
             state.rollouts.notify_one();
         }
         let per_instance = rps.map(|r| r / f64::from(ready.max(1)));

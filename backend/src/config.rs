@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use base64::Engine;
+use gantry_common::quotas::QuotaLimits;
 use secrecy::SecretString;
 
 /// Flags shared by `gantry server` and `gantry up`.
@@ -79,6 +80,20 @@ pub struct ServerArgs {
     #[arg(long, env = "GANTRY_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
+    /// The quota of teams without their own (a platform admin sets one with
+    /// `PUT /api/v1/teams/{team}/quota`): apps per team.
+    #[arg(long, env = "GANTRY_TEAM_QUOTA_APPS", default_value_t = QuotaLimits::DEFAULT.apps)]
+    pub team_quota_apps: u32,
+    /// … instances (running or wanted, surge and canary included).
+    #[arg(long, env = "GANTRY_TEAM_QUOTA_INSTANCES", default_value_t = QuotaLimits::DEFAULT.instances)]
+    pub team_quota_instances: u32,
+    /// … CPU reserved, in thousandths of a core.
+    #[arg(long, env = "GANTRY_TEAM_QUOTA_CPU_MILLIS", default_value_t = QuotaLimits::DEFAULT.cpu_millis)]
+    pub team_quota_cpu_millis: u32,
+    /// … memory reserved, in MiB.
+    #[arg(long, env = "GANTRY_TEAM_QUOTA_MEMORY_MIB", default_value_t = QuotaLimits::DEFAULT.memory_mib)]
+    pub team_quota_memory_mib: u32,
+
     /// Live streams (logs, metrics) one user may have open at once.
     #[arg(long, env = "GANTRY_STREAMS_PER_USER", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -108,6 +123,8 @@ pub struct Config {
     pub log_retention_days: u32,
     pub streams_per_user: u32,
     pub metrics_token: Option<SecretString>,
+    /// The quota of teams without their own.
+    pub team_quota: QuotaLimits,
 }
 
 impl Config {
@@ -147,6 +164,12 @@ impl Config {
                 .then(|| args.registry_team_quota_mib.saturating_mul(1024 * 1024)),
             log_retention_days: args.log_retention_days,
             streams_per_user: args.streams_per_user,
+            team_quota: QuotaLimits {
+                apps: args.team_quota_apps,
+                instances: args.team_quota_instances,
+                cpu_millis: args.team_quota_cpu_millis,
+                memory_mib: args.team_quota_memory_mib,
+            },
             metrics_token: args
                 .metrics_token
                 .filter(|t| !t.is_empty())

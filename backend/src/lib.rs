@@ -17,6 +17,7 @@
 //! - [`cluster`]: the embedded cluster, the default `Cluster`: the agent websocket, the hub of
 //!   connected agents, and the reconciler (placement, node failure, drains, taking instances out
 //!   of the route before they stop) over Postgres.
+//! - [`quotas`]: team quotas: limits, usage, and the message of a refusal.
 //! - [`registry`]: the built-in OCI registry at `/v2/` (`docker push`/`pull`, team-scoped).
 //! - [`audit`]: recording who did what in a team.
 //! - [`crypto`]: sealing config var values at rest.
@@ -42,6 +43,7 @@ pub mod extract;
 pub mod live;
 pub mod logs;
 pub mod metrics;
+pub mod quotas;
 pub mod registry;
 pub mod releases;
 pub mod rollouts;

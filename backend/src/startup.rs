@@ -115,6 +115,7 @@ impl Application {
             rollouts: Notify::new(),
             rollout_book: Default::default(),
             autoscaler: Notify::new(),
+            team_quota: config.team_quota,
             routes: Notify::new(),
             logs: crate::logs::Logs::new(log_hub, config.log_retention_days),
             live: crate::live::LiveGate::new(config.streams_per_user),

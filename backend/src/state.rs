@@ -50,6 +50,8 @@ pub struct App {
     pub rollouts: Notify,
     /// The rollout controller's memory: canary analysis windows, what rollouts wait for.
     pub rollout_book: crate::rollouts::book::Book,
+    /// The quota of teams without their own.
+    pub team_quota: gantry_common::quotas::QuotaLimits,
     /// Wakes the autoscaler (a policy was set).
     pub autoscaler: Notify,
     /// Wakes the route sync (an app was created or deleted, or its port changed).

@@ -12,6 +12,7 @@
 //! - [`agent`]: the versioned agent protocol (server ↔ node agent) over a websocket.
 //! - [`logs`]: log lines and platform events, their history pages and live frames.
 //! - [`metrics`]: apps' metric points, their series and live frames.
+//! - [`quotas`]: team quotas: limits, usage and what fits.
 //! - [`releases`]: releases, their statuses, rollout strategies and progress.
 //! - [`autoscaling`]: an app's autoscaling policy and the autoscaler's decisions.
 //! - [`routes`]: the router's view of an app (release sets, weights, endpoints, counters).
@@ -25,6 +26,7 @@ pub mod error;
 pub mod logs;
 pub mod metrics;
 pub mod names;
+pub mod quotas;
 pub mod registry;
 pub mod releases;
 pub mod roles;

@@ -39,6 +39,7 @@ use uuid::Uuid;
 
 use crate::crypto::Sealer;
 use crate::error::ApiResult;
+use crate::quotas::{self, Room, Size};
 use crate::releases::{ReleaseRow, RELEASE_COLUMNS};
 use crate::state::AppState;
 
@@ -147,6 +148,13 @@ pub async fn pass(state: &AppState) -> anyhow::Result<()> {
         .fetch_all(&state.db)
         .await?;
 
+    // The team quotas' books for this pass: what the cluster's sets reserve now.
+    let sizes: HashMap<Uuid, Size> = releases_by_id(&by_app, &apps);
+    let mut room = Room {
+        usage: quotas::tally(sets.values(), &sizes),
+        limits: quotas::limits_by_team(state).await?,
+        defaults: state.team_quota,
+    };
     let now = OffsetDateTime::now_utc();
     let instant = Instant::now();
     let stats = state.router.stats();
@@ -188,8 +196,31 @@ pub async fn pass(state: &AppState) -> anyhow::Result<()> {
         }
         for step in rollout::plan(&view) {
             if let Step::Wait { release, why } = step {
-                waiting.insert(release, why);
+                waiting.entry(release).or_insert(why);
                 continue;
+            }
+            // Growing a set takes room in the team's quota; without it the rollout waits.
+            let resize = match &step {
+                Step::Apply { release, replicas } => Some((*release, *replicas)),
+                Step::Remove { release } => Some((*release, 0)),
+                _ => None,
+            };
+            if let Some((id, to)) = resize {
+                let from = sets
+                    .get(&id)
+                    .filter(|s| !s.removed)
+                    .map_or(0, |s| s.replicas);
+                if let Some(size) = sizes.get(&id) {
+                    if let Err(why) = room.resize(app.team_id, from, to, *size) {
+                        let target = view
+                            .releases
+                            .iter()
+                            .find(|r| r.status.in_flight())
+                            .map_or(id, |r| r.id);
+                        waiting.insert(target, format!("room in the team's quota ({why})"));
+                        continue;
+                    }
+                }
             }
             if let Err(e) = execute(state, &app, &releases, step, now).await {
                 tracing::warn!(app.id = %app.id, "rollout step for app {} failed: {e:#}", app.name);
@@ -201,6 +232,27 @@ pub async fn pass(state: &AppState) -> anyhow::Result<()> {
     state.rollout_book.publish(waiting, figures);
     lock.commit().await?;
     Ok(())
+}
+
+/// Each release's team and size, for the quota books.
+fn releases_by_id(
+    by_app: &HashMap<Uuid, Vec<ReleaseRow>>,
+    apps: &[AppInfo],
+) -> HashMap<Uuid, Size> {
+    apps.iter()
+        .flat_map(|app| {
+            by_app.get(&app.id).into_iter().flatten().map(|r| {
+                (
+                    r.id,
+                    Size {
+                        team_id: app.team_id,
+                        cpu_millis: r.cpu_millis,
+                        memory_mib: r.memory_mib,
+                    },
+                )
+            })
+        })
+        .collect()
 }
 
 /// A release's rollout state as its row keeps it.

@@ -15,6 +15,7 @@ pub mod members;
 pub mod metrics;
 pub mod nodes;
 pub mod openapi;
+pub mod quotas;
 pub mod registry;
 pub mod releases;
 pub mod teams;
@@ -69,6 +70,8 @@ pub fn api() -> axum::Router<AppState> {
             workloads::autoscaling::put,
             workloads::autoscaling::delete
         ))
+        .routes(routes!(quotas::get::get))
+        .routes(routes!(quotas::set::put, quotas::set::delete))
         .routes(routes!(workloads::rollouts::current))
         .routes(routes!(workloads::rollout_stream::stream))
         .routes(routes!(workloads::rollouts::promote))

@@ -91,6 +91,7 @@ impl TestApp {
             registry_team_quota_bytes: None,
             log_retention_days: 7,
             streams_per_user: 16,
+            team_quota: gantry_common::quotas::QuotaLimits::DEFAULT,
             metrics_token: None,
         };
         tweak(&mut config);

@@ -158,6 +158,7 @@ fn cases(w: &World) -> Vec<Case> {
         case(Viewer, "GET rollout", Method::GET, format!("{web}/rollouts/current"), None, ok, Some(check_rollout)),
         case(Viewer, "GET releases", Method::GET, format!("{web}/releases"), None, ok, Some(check_releases)),
         case(Viewer, "GET release v1", Method::GET, format!("{web}/releases/1"), None, ok, Some(check_release_v1)),
+        case(Viewer, "GET quota", Method::GET, format!("{team}/quota"), None, ok, Some(check_quota)),
         case(Viewer, "GET registry usage", Method::GET, format!("{team}/registry"), None, ok, Some(check_registry_usage)),
         case(Viewer, "GET images", Method::GET, format!("{web}/images"), None, ok, Some(check_images)),
         case(Viewer, "GET logs", Method::GET, format!("{web}/logs"), None, ok, Some(check_logs)),
@@ -316,6 +317,11 @@ fn check_routes(_: Role, body: &Value) {
 
 fn check_rollout(_: Role, body: &Value) {
     assert!(body["release"].as_u64().unwrap() >= 2, "{body}");
+}
+
+fn check_quota(_: Role, body: &Value) {
+    assert_eq!(body["limits"]["apps"], 20, "{body}");
+    assert_eq!(body["usage"]["apps"], 2, "{body}");
 }
 
 fn check_autoscaling_off(_: Role, body: &Value) {
@@ -491,7 +497,7 @@ async fn role_table(role: Role, via: Via) {
         Role::Viewer => 24,
     };
     assert_eq!(refused, expected_refusals, "{role:?}: refusals");
-    assert_eq!(allowed + refused, 43);
+    assert_eq!(allowed + refused, 44);
 }
 
 #[tokio::test]

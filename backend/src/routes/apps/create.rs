@@ -24,7 +24,7 @@ use crate::state::AppState;
         answers::Authenticated, answers::PathParams, answers::JsonBody,
         (status = 403, description = "Viewers cannot create apps; or a refused write (cross-site, or no CSRF token)", body = gantry_common::ErrorBody),
         (status = 404, description = "No such team, or not yours", body = gantry_common::ErrorBody),
-        (status = 409, description = "An app with this name exists", body = gantry_common::ErrorBody),
+        (status = 409, description = "An app with this name exists, or the team's quota allows no more apps", body = gantry_common::ErrorBody),
         (status = 422, description = "Invalid name or setting, or an unknown field", body = gantry_common::ErrorBody),
     ))]
 pub async fn create(
@@ -36,6 +36,22 @@ pub async fn create(
     body.settings.validate().map_err(invalid)?;
     let s = &body.settings;
     let mut tx = state.db.begin().await?;
+    // The team's row is locked so that two creations at once cannot both take the last place.
+    let (limits, _) = crate::quotas::limits(&state, access.team.id).await?;
+    sqlx::query("SELECT 1 FROM teams WHERE id = $1 FOR UPDATE")
+        .bind(access.team.id)
+        .execute(&mut *tx)
+        .await?;
+    let apps: i64 = sqlx::query_scalar("SELECT count(*) FROM apps WHERE team_id = $1")
+        .bind(access.team.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if apps >= i64::from(limits.apps) {
+        return Err(conflict(crate::quotas::exceeded(
+            &access.team.slug,
+            &format!("{} of {} apps", apps + 1, limits.apps),
+        )));
+    }
     let row = sqlx::query_as::<_, AppRow>(&format!(
         "INSERT INTO apps (team_id, name, port, replicas, cpu_millis, memory_mib, health_check_path,
                            stop_grace_seconds, progress_deadline_seconds, deploy_on_push)
