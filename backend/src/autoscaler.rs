@@ -9,10 +9,11 @@
 //! counts) is in this task: after a restart the window starts afresh, which can only delay a
 //! scale-down, never cause one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use gantry_common::autoscaling::{AutoscalerDecision, Autoscaling, AutoscalingStatus};
+use gantry_common::cluster::InstanceState;
 use gantry_orchestrator::autoscale::{decide, Input};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -44,9 +45,9 @@ struct Memory {
     recent: HashMap<Uuid, VecDeque<(OffsetDateTime, u32)>>,
     /// The router's request count of each app at the last pass.
     requests: HashMap<Uuid, (Instant, u64)>,
-    /// The last reason recorded per app, so that a decision holding a change back is recorded
-    /// once, not every pass.
-    recorded: HashMap<Uuid, String>,
+    /// The last decision recorded per app (recommendation, replicas), so that one holding a
+    /// change back is recorded once, not every pass as its readings move.
+    recorded: HashMap<Uuid, (u32, u32)>,
 }
 
 pub async fn run_forever(state: AppState) {
@@ -84,9 +85,20 @@ async fn pass(state: &AppState, memory: &mut Memory) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     let instant = Instant::now();
     for app in &apps {
+        // Only ready instances: one starting, failing its health check or draining uses little
+        // CPU and would dilute the figure of those that serve (`decide` multiplies the mean by
+        // the ready count).
+        let ready_ids: HashSet<Uuid> = state
+            .cluster
+            .instances(app.id)
+            .await?
+            .into_iter()
+            .filter(|i| i.state == InstanceState::Ready)
+            .map(|i| i.id)
+            .collect();
         let used: Vec<u32> = usage
             .iter()
-            .filter(|u| u.owner.app_id == app.id)
+            .filter(|u| u.owner.app_id == app.id && ready_ids.contains(&u.owner.instance_id))
             .map(|u| u.usage.cpu_millis)
             .collect();
         let cpu_percent = (!used.is_empty() && app.cpu_millis > 0).then(|| {
@@ -142,8 +154,9 @@ async fn pass(state: &AppState, memory: &mut Memory) -> anyhow::Result<()> {
 
         let changes = decision.replicas != current;
         let holds = decision.recommendation != current;
-        let new_reason = memory.recorded.get(&app.id) != Some(&decision.reason);
-        if !(changes || holds && new_reason) {
+        let seen = (decision.recommendation, decision.replicas);
+        let new_hold = memory.recorded.get(&app.id) != Some(&seen);
+        if !(changes || holds && new_hold) {
             continue;
         }
         if changes {
@@ -196,7 +209,7 @@ async fn pass(state: &AppState, memory: &mut Memory) -> anyhow::Result<()> {
             text: format!("autoscaler: {}", decision.reason),
         };
         crate::logs::events::record(&state.db, &state.logs.hub, vec![event]).await;
-        memory.recorded.insert(app.id, decision.reason);
+        memory.recorded.insert(app.id, seen);
     }
     let live: std::collections::HashSet<Uuid> = apps.iter().map(|a| a.id).collect();
     memory.recent.retain(|id, _| live.contains(id));

@@ -447,15 +447,12 @@ async fn a_rollout_in_progress_holds_the_replica_count_and_says_so() {
     );
 }
 
-/// The autoscaler averages the CPU of every instance that reports usage, ready or not, and
-/// multiplies that mean by the ready count (`backend/src/autoscaler.rs`, `pass`: `used` is not
-/// filtered to ready instances), while `autoscale::decide` assumes a mean over the ready ones.
-/// Instances that are starting (or failing their health check, or draining) and idle pull the
-/// mean down: here one ready instance at 100 % of its CPU with two starting ones at 0 % reads
-/// as 33 %, and with no stabilisation window the app is scaled from 3 to 1 while its only
-/// ready instance is saturated.
+/// The CPU figure is the mean over ready instances (`autoscale::decide` multiplies it by the
+/// ready count): instances that are starting (or failing their health check, or draining) and
+/// idle must not pull it down. One ready instance at 100 % of its CPU beside two starting ones
+/// at 0 % is 100 %, not 33 % — which, with no stabilisation window, would scale the app from 3
+/// to 1 while its only ready instance is saturated.
 #[tokio::test]
-#[ignore = "server bug: unready instances' usage counts in the autoscaler's CPU mean"]
 async fn starting_instances_do_not_dilute_the_cpu_of_the_ready_ones() {
     let app = TestApp::spawn().await;
     let admin = app.signup("admin@example.com").await;
