@@ -156,6 +156,26 @@ pub struct Server {
     pub router_port: u16,
     /// The registry's blobs (removed with the server).
     pub registry_dir: tempfile::TempDir,
+    /// How it was started, for [`Server::restart`].
+    db_url: String,
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// `kill -9`, then the same server again: same database, ports and environment (a fresh
+    /// registry directory, as a new [`start_server`] has).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        kill9(&self.process)?;
+        let _ = self.process.child.wait().await;
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        *self = start_server_with(&self.db_url, self.port, self.router_port, &env).await?;
+        Ok(())
+    }
 }
 
 /// A `gantry server` with its API on `port` and its router on `router_port`; the same ports
@@ -197,6 +217,12 @@ pub async fn start_server_with(
         process,
         router_port,
         registry_dir,
+        db_url: db_url.to_owned(),
+        port,
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
     })
 }
 

@@ -9,6 +9,7 @@
 pub mod browser;
 pub mod cluster;
 pub mod load;
+pub mod stage;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

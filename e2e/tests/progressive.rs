@@ -26,12 +26,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
-use gantry_e2e::cluster::{
-    docker, kill9, start_agent, start_server, Admin, DockerCleanup, CONVERGE, IMAGE,
-};
+use anyhow::{bail, ensure};
+use gantry_e2e::cluster::{Admin, CONVERGE, IMAGE};
 use gantry_e2e::load::{release_of, Load, Report};
-use gantry_e2e::{data_dir, free_port, start_postgres, Running, StopPostgresOnDrop};
+use gantry_e2e::stage::Stage;
+use gantry_e2e::Running;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -356,44 +355,18 @@ fn print_history(what: &str, rollout: &Value) {
 
 #[tokio::test]
 async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::Result<()> {
-    docker(&["image", "inspect", IMAGE]).context(
-        "the demo image is missing: run scripts/build-hello-image (scripts/test does) with Docker running",
-    )?;
     let began = Instant::now();
-    let run = format!("{:x}", std::process::id());
-    let dir = data_dir();
-    let _postgres = StopPostgresOnDrop(dir.path().to_path_buf());
-    let db_url = start_postgres(dir.path()).await?;
-    let (port, router_port) = (free_port(), free_port());
-    let base = format!("http://127.0.0.1:{port}");
-    let router: SocketAddr = ([127, 0, 0, 1], router_port).into();
-    let mut server = start_server(&db_url, port, router_port).await?;
-
-    let admin = Admin::sign_up(&base).await?;
-    let _cleanup = DockerCleanup {
-        team: admin.team.clone(),
-    };
-    let token = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
-    let token = token["token"].as_str().context("join token")?.to_owned();
-    let mut agents = Vec::new();
-    for n in 0..2 {
-        agents.push(start_agent(
-            &base,
-            &token,
-            &format!("pd-{run}-n{n}"),
-            &format!("z{n}"),
-            dir.path(),
-        )?);
-    }
-    admin.wait_nodes_ready(2).await?;
-
-    let apps = format!("/api/v1/teams/{}/apps", admin.team);
-    let hello = format!("{apps}/hello");
-    let host = format!("hello.{}.localhost", admin.team);
+    let mut stage = Stage::start("pd", 2).await?;
+    let (admin, router) = (&stage.admin, stage.router);
+    let (apps, hello, host) = (
+        stage.apps_path(),
+        stage.app_path("hello"),
+        stage.host("hello"),
+    );
     let preview_host = format!("preview.{host}");
     let main = client(router, &host, false)?;
     let main_url = url(router, &host);
-    let (admin_ref, hello_ref) = (&admin, hello.as_str());
+    let (admin_ref, hello_ref) = (admin, hello.as_str());
     let strategy = move |body: Value| async move {
         admin_ref
             .send(Method::PUT, &format!("{hello_ref}/strategy"), Some(body))
@@ -436,7 +409,7 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
                     "steps": [{"set_weight": 10}, {"pause_seconds": null}]}))
     .await?;
     config(json!({"GREETING": "Canary"})).await?;
-    let rollout = wait_rollout(&admin, &hello, "v2 at step 1, weight 10", CONVERGE, |r| {
+    let rollout = wait_rollout(admin, &hello, "v2 at step 1, weight 10", CONVERGE, |r| {
         r["release"] == 2 && r["status"] == "rolling_out" && r["step"] == 1 && r["weight"] == 10
     })
     .await?;
@@ -446,7 +419,7 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
             .is_some_and(|w| w.contains("promote")),
         "v2 waits for promote: {rollout:#}"
     );
-    let routes = wait_weights(&admin, &hello, &[(1, 90), (2, 10)], CONVERGE).await?;
+    let routes = wait_weights(admin, &hello, &[(1, 90), (2, 10)], CONVERGE).await?;
     eprintln!("2. routes at weight 10: {:?}", weights(&routes));
     let start = Instant::now();
     let split = answers(&main, &main_url, SPLIT_REQUESTS, 32).await?;
@@ -475,13 +448,11 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
 
     // 3. kill -9 of the server during the indefinite pause: the rollout and the routes are the
     // same after a restart.
-    print_warnings("before the kill -9", &mut server.process);
-    kill9(&server.process)?;
-    let _ = server.process.child.wait().await;
+    print_warnings("before the kill -9", &mut stage.server.process);
     let restarted = Instant::now();
-    server = start_server(&db_url, port, router_port).await?;
+    stage.server.restart().await?;
     let rollout = wait_rollout(
-        &admin,
+        admin,
         &hello,
         "v2 still at step 1, weight 10 after the restart",
         CONVERGE,
@@ -490,7 +461,7 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
         },
     )
     .await?;
-    let routes = wait_weights(&admin, &hello, &[(1, 90), (2, 10)], CONVERGE).await?;
+    let routes = wait_weights(admin, &hello, &[(1, 90), (2, 10)], CONVERGE).await?;
     eprintln!(
         "3. after kill -9 and restart ({:?}): step {}, weight {}, routes {:?}",
         restarted.elapsed(),
@@ -512,7 +483,7 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
         admin
             .wait_instances("hello", "3 ready of v2", exactly_ready_of(3, 2))
             .await?;
-        wait_weights(&admin, &hello, &[(2, 100)], CONVERGE)
+        wait_weights(admin, &hello, &[(2, 100)], CONVERGE)
             .await
             .map(drop)
     })
@@ -533,7 +504,7 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
         admin
             .wait_instances("hello", "3 ready of v3", exactly_ready_of(3, 3))
             .await?;
-        wait_weights(&admin, &hello, &[(3, 100)], CONVERGE)
+        wait_weights(admin, &hello, &[(3, 100)], CONVERGE)
             .await
             .map(drop)
     })
@@ -565,7 +536,7 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
     tokio::time::sleep(Duration::from_millis(500)).await;
     let step = async {
         config(json!({"FAIL_PERCENT": "50"})).await?;
-        wait_rollout(&admin, &hello, "v4 aborted", CONVERGE, |r| {
+        wait_rollout(admin, &hello, "v4 aborted", CONVERGE, |r| {
             r["release"] == 4 && r["status"] == "aborted"
         })
         .await
@@ -618,7 +589,7 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
         "5. only v3, v4 and v4's 500s: {}",
         report.summary()
     );
-    let routes = wait_weights(&admin, &hello, &[(3, 100)], Duration::from_secs(5)).await?;
+    let routes = wait_weights(admin, &hello, &[(3, 100)], Duration::from_secs(5)).await?;
     eprintln!("5. routes after the abort: {:?}", weights(&routes));
     ensure!(
         history(&aborted)
@@ -660,7 +631,7 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
     .await?;
     config(json!({"GREETING": "green"})).await?;
     let rollout = wait_rollout(
-        &admin,
+        admin,
         &hello,
         "v6 ready at the preview host",
         CONVERGE,
@@ -689,7 +660,7 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
     let report = under_load(router, &host, Duration::from_millis(1000), async {
         let promoted = Instant::now();
         act(6, "promote").await?;
-        wait_rollout(&admin, &hello, "v6 promoted", CONVERGE, |r| {
+        wait_rollout(admin, &hello, "v6 promoted", CONVERGE, |r| {
             r["release"] == 6 && r["step"] == 2 && r["weight"] == 100
         })
         .await?;
@@ -719,7 +690,7 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
         rollout["release"] == 6 && rollout["status"] == "aborted",
         "6. {rollout:#}"
     );
-    wait_weights(&admin, &hello, &[(5, 100)], Duration::from_secs(5)).await?;
+    wait_weights(admin, &hello, &[(5, 100)], Duration::from_secs(5)).await?;
     admin
         .wait_instances("hello", "only v5 left", exactly_ready_of(3, 5))
         .await?;
@@ -729,11 +700,11 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
                     "steps": [{"set_weight": 50}, {"pause_seconds": null}]}))
     .await?;
     config(json!({"GREETING": "Sticky"})).await?;
-    wait_rollout(&admin, &hello, "v7 at weight 50", CONVERGE, |r| {
+    wait_rollout(admin, &hello, "v7 at weight 50", CONVERGE, |r| {
         r["release"] == 7 && r["status"] == "rolling_out" && r["step"] == 1 && r["weight"] == 50
     })
     .await?;
-    wait_weights(&admin, &hello, &[(5, 50), (7, 50)], CONVERGE).await?;
+    wait_weights(admin, &hello, &[(5, 50), (7, 50)], CONVERGE).await?;
     let plain = answers(&main, &main_url, 50, 1).await?;
     eprintln!("7. a client without cookies: {}", plain.summary());
     ensure!(
@@ -754,17 +725,14 @@ async fn canary_split_restart_analysis_abort_blue_green_and_sticky() -> anyhow::
     }
     eprintln!("7. six cookie-keeping clients, 50 requests each, stayed on: {seen:?}");
     act(7, "abort").await?;
-    wait_rollout(&admin, &hello, "v7 aborted", Duration::from_secs(5), |r| {
+    wait_rollout(admin, &hello, "v7 aborted", Duration::from_secs(5), |r| {
         r["release"] == 7 && r["status"] == "aborted"
     })
     .await?;
     wait_only(&main, &main_url, 5, Duration::from_secs(3)).await?;
 
-    print_warnings("after the restart", &mut server.process);
+    print_warnings("after the restart", &mut stage.server.process);
     eprintln!("the whole journey took {:?}", began.elapsed());
-    for agent in &agents {
-        let _ = kill9(agent);
-    }
-    let _ = server.process.terminate(Duration::from_secs(10)).await;
+    stage.shutdown().await;
     Ok(())
 }

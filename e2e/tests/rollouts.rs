@@ -18,12 +18,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use gantry_e2e::cluster::{
-    container_label, docker, kill9, start_agent, start_server, wait_for_containers, Admin,
-    DockerCleanup, CONVERGE, IMAGE,
-};
+use gantry_e2e::cluster::{container_label, start_agent, wait_for_containers, CONVERGE, IMAGE};
 use gantry_e2e::load::{Load, Report};
-use gantry_e2e::{data_dir, free_port, start_postgres, Running, StopPostgresOnDrop};
+use gantry_e2e::stage::Stage;
+use gantry_e2e::Running;
 use serde_json::{json, Value};
 
 /// The rate the issue asks for.
@@ -120,40 +118,15 @@ async fn agent_exits(agent: Running) -> anyhow::Result<String> {
 #[tokio::test]
 async fn zero_downtime_rollouts_failures_rollback_a_crash_mid_rollout_and_node_credentials(
 ) -> anyhow::Result<()> {
-    docker(&["image", "inspect", IMAGE]).context(
-        "the demo image is missing: run scripts/build-hello-image (scripts/test does) with Docker running",
-    )?;
-    let run = format!("{:x}", std::process::id());
-    let dir = data_dir();
-    let _postgres = StopPostgresOnDrop(dir.path().to_path_buf());
-    let db_url = start_postgres(dir.path()).await?;
-    let (port, router_port) = (free_port(), free_port());
-    let base = format!("http://127.0.0.1:{port}");
-    let router: SocketAddr = ([127, 0, 0, 1], router_port).into();
-    let mut server = start_server(&db_url, port, router_port).await?;
+    let mut stage = Stage::start("ro", 2).await?;
+    let (admin, router, dir) = (&stage.admin, stage.router, stage.dir.path());
+    let (base, token, names) = (&stage.base, &stage.token, &stage.names);
 
-    let admin = Admin::sign_up(&base).await?;
-    let _cleanup = DockerCleanup {
-        team: admin.team.clone(),
-    };
-    let token = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
-    let token = token["token"].as_str().context("join token")?.to_owned();
-    let names = [format!("ro-{run}-n1"), format!("ro-{run}-n2")];
-    let mut agents = Vec::new();
-    for (n, name) in names.iter().enumerate() {
-        agents.push(start_agent(
-            &base,
-            &token,
-            name,
-            &format!("z{n}"),
-            dir.path(),
-        )?);
-    }
-    admin.wait_nodes_ready(2).await?;
-
-    let apps = format!("/api/v1/teams/{}/apps", admin.team);
-    let hello = format!("{apps}/hello");
-    let host = format!("hello.{}.localhost", admin.team);
+    let (apps, hello, host) = (
+        stage.apps_path(),
+        stage.app_path("hello"),
+        stage.host("hello"),
+    );
     admin
         .post(
             &apps,
@@ -301,9 +274,7 @@ async fn zero_downtime_rollouts_failures_rollback_a_crash_mid_rollout_and_node_c
         ensure!(Instant::now() < deadline, "v5 never got going: {rollout:#}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    kill9(&server.process)?;
-    let _ = server.process.child.wait().await;
-    server = start_server(&db_url, port, router_port).await?;
+    stage.server.restart().await?;
     admin.wait_release("hello", 5, "active", CONVERGE).await?;
     admin
         .wait_instances("hello", "exactly 3 of v5", exactly_ready_of(3, 5))
@@ -319,8 +290,8 @@ async fn zero_downtime_rollouts_failures_rollback_a_crash_mid_rollout_and_node_c
     }
 
     // A second agent cannot take a node's name, even with a valid join token.
-    let second = dir.path().join("second");
-    let intruder = start_agent(&base, &token, &names[0], "z9", &second)?;
+    let second = dir.join("second");
+    let intruder = start_agent(base, token, &names[0], "z9", &second)?;
     let output = agent_exits(intruder).await?;
     assert!(output.contains("is taken by another node"), "{output}");
 
@@ -333,11 +304,11 @@ async fn zero_downtime_rollouts_failures_rollback_a_crash_mid_rollout_and_node_c
         ))
         .await?;
     let refused = start_agent(
-        &base,
+        base,
         revoked["token"].as_str().context("token")?,
-        &format!("ro-{run}-n3"),
+        &format!("ro-{}-n3", stage.run),
         "z3",
-        dir.path(),
+        dir,
     )?;
     let output = agent_exits(refused).await?;
     assert!(output.contains("revoked or expired"), "{output}");
@@ -364,15 +335,12 @@ async fn zero_downtime_rollouts_failures_rollback_a_crash_mid_rollout_and_node_c
             exactly_ready_of(3, 5)(list) && list.iter().all(|i| i["node"] == names[0].as_str())
         })
         .await?;
-    let output = agent_exits(agents.remove(1)).await?;
+    let output = agent_exits(stage.agents.remove(1)).await?;
     assert!(output.contains("removed from the cluster"), "{output}");
-    let back = start_agent(&base, &token, removed, "z1", dir.path())?;
+    let back = start_agent(base, token, removed, "z1", dir)?;
     let output = agent_exits(back).await?;
     assert!(output.contains("unknown"), "{output}");
 
-    for agent in &agents {
-        let _ = kill9(agent);
-    }
-    let _ = server.process.terminate(Duration::from_secs(10)).await;
+    stage.shutdown().await;
     Ok(())
 }
