@@ -758,3 +758,273 @@ async fn the_live_log_view_follows_pauses_filters_and_searches() -> anyhow::Resu
     }
     Ok(())
 }
+
+/// Progressive delivery from the app page, against a real server and agent: an admin sets a
+/// canary strategy through the form (a bad one refused in place with the server's message), a
+/// config change makes v2, and the rollout panel follows it live to 50 % at the indefinite pause,
+/// waiting for promote; pause and resume, then Promote makes v2 active. The autoscaling form sets
+/// a policy (a bad one refused in place) that the page then shows, and turns it off. A viewer
+/// watching the same page sees the panel follow the rollout too, without action buttons or
+/// forms.
+#[tokio::test]
+async fn an_admin_sets_a_canary_follows_it_live_and_promotes_it_while_a_viewer_watches(
+) -> anyhow::Result<()> {
+    use gantry_e2e::cluster::{start_agent, start_server, Admin, DockerCleanup, CONVERGE, IMAGE};
+    use gantry_e2e::{data_dir, free_port, start_postgres, StopPostgresOnDrop};
+    use serde_json::json;
+
+    let dir = data_dir();
+    let _postgres = StopPostgresOnDrop(dir.path().to_path_buf());
+    let db_url = start_postgres(dir.path()).await?;
+    let (port, router_port) = (free_port(), free_port());
+    let base = &format!("http://127.0.0.1:{port}");
+    let _server = start_server(&db_url, port, router_port).await?;
+    let admin = Admin::sign_up(base).await?;
+    let _cleanup = DockerCleanup {
+        team: admin.team.clone(),
+    };
+    let token = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
+    let token = token["token"].as_str().context("join token")?;
+    let node = format!("canary-{}", std::process::id());
+    let _agent = start_agent(base, token, &node, "a", dir.path())?;
+    let apps = format!("/api/v1/teams/{}/apps", admin.team);
+    admin
+        .post(
+            &apps,
+            json!({"name": "web", "port": 8888, "replicas": 2, "cpu_millis": 100,
+                   "memory_mib": 32, "health_check_path": "/healthz"}),
+        )
+        .await?;
+    admin
+        .post(&format!("{apps}/web/deploys"), json!({"image": IMAGE}))
+        .await?;
+    // Another user, a viewer of the team.
+    let viewer = "vera@example.com";
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(&json!({"email": viewer, "password": PASSWORD}))
+        .send()
+        .await?
+        .error_for_status()?;
+    admin
+        .post(
+            &format!("/api/v1/teams/{}/members", admin.team),
+            json!({"email": viewer, "role": "viewer"}),
+        )
+        .await?;
+    admin.wait_release("web", 1, "active", CONVERGE).await?;
+
+    let b = Browser::start(1440, 900).await?;
+    login(&b, base, &admin.email).await?;
+    let shots = screenshot_dir();
+    let page = format!("{base}/teams/{}/apps/web", admin.team);
+    b.open(&page).await?;
+    b.wait_for_text("#rollout-stream", "live").await?;
+    b.wait_for_text("#rollout-status", "v1 active").await?;
+    b.wait_for_text("#rollout-strategy", "rolling").await?;
+    assert_eq!(b.count("#rollout-actions").await?, 0, "nothing to act on");
+
+    // The strategy form: a canary. The server refuses a weight over 100, and the form says why.
+    b.click("#strategy-kind").await?;
+    b.click("#strategy-kind option[value=canary]").await?;
+    b.fill("#strategy-steps", "150, pause").await?;
+    b.click("#strategy-form button[type=submit]").await?;
+    b.wait_for_text("#strategy-form .error", "set_weight must be a percent")
+        .await?;
+    b.fill("#strategy-steps", "50, pause").await?;
+    b.fill("#strategy-max-errors", "50").await?;
+    b.click("#strategy-form button[type=submit]").await?;
+    b.wait_for_text("#strategy-form .ok", "Saved").await?;
+    assert_eq!(b.count("#strategy-form .error").await?, 0);
+    let strategy = admin.get(&format!("{apps}/web")).await?["strategy"].clone();
+    assert_eq!(
+        strategy,
+        json!({"kind": "canary", "steps": [{"set_weight": 50}, {"pause_seconds": null}],
+               "analysis": {"max_error_percent": 50.0, "max_p99_ms": null, "window_seconds": 10,
+                            "min_requests": 20},
+               "sticky": false})
+    );
+
+    // The viewer opens the page before the release.
+    let v = Browser::start(1440, 900).await?;
+    login(&v, base, viewer).await?;
+    v.open(&page).await?;
+    v.wait_for_text("#rollout-stream", "live").await?;
+    v.wait_for_text("#rollout-status", "v1 active").await?;
+
+    // A config var set on the page makes v2: the panel follows its canary without a reload.
+    b.fill("#config-key", "GREETING").await?;
+    b.fill("#config-value", "hello canary").await?;
+    b.click("[data-test=add-config] button[type=submit]")
+        .await?;
+    b.wait_for_text_within("#rollout-weight", "v2 50 % / v1 50 %", CONVERGE)
+        .await?;
+    b.wait_for_text_within("#rollout-waiting", "promote", CONVERGE)
+        .await?;
+    b.wait_for_text("#rollout-status", "v2 (from v1) rolling_out")
+        .await?;
+    b.wait_for_text("#rollout-strategy", "canary").await?;
+    b.wait_for_text(
+        "#rollout-steps li[aria-current=step]",
+        "pause until promoted",
+    )
+    .await?;
+    assert_eq!(b.count("#rollout-steps li.done").await?, 1, "50 % done");
+    for button in [
+        "#rollout-promote",
+        "#rollout-promote-full",
+        "#rollout-pause",
+    ] {
+        b.wait_for(button).await?;
+    }
+    assert_eq!(b.count("#rollout-resume").await?, 0);
+    // Under some traffic through the router, the analysis shows the canary's figures beside
+    // the stable release's, and its verdict.
+    let host = format!("web.{}.localhost", admin.team);
+    let client = reqwest::Client::builder()
+        .resolve(&host, ([127, 0, 0, 1], router_port).into())
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let load = tokio::spawn(async move {
+        loop {
+            let _ = client
+                .get(format!("http://{host}:{router_port}/"))
+                .send()
+                .await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let verdict = b
+        .wait_for_text_within("#rollout-verdict", ": ok", CONVERGE)
+        .await;
+    // Read at once: the panel is redrawn with every new figure.
+    let analysis: Vec<String> = serde_json::from_value(
+        b.client
+            .execute(
+                "return [...document.querySelectorAll('[data-test=rollout-analysis] tbody tr')]
+                    .map(row => row.innerText)",
+                vec![],
+            )
+            .await?,
+    )?;
+    load.abort();
+    verdict?;
+    assert_eq!(analysis.len(), 3, "canary, stable, limits: {analysis:?}");
+    for (row, want) in analysis.iter().zip(["canary v2", "stable v1", "limits"]) {
+        assert!(row.starts_with(want), "{want:?}: {analysis:?}");
+    }
+    assert!(analysis[2].contains("50 %"), "{analysis:?}");
+    b.client
+        .execute(
+            "document.getElementById('rollout').scrollIntoView()",
+            vec![],
+        )
+        .await?;
+    let canary_shot = b.screenshot(&shots, "app-rollout-canary").await?;
+
+    // The viewer's page followed too, and offers nothing to act with.
+    v.wait_for_text_within("#rollout-weight", "v2 50 % / v1 50 %", CONVERGE)
+        .await?;
+    v.wait_for_text("#rollout-waiting", "promote").await?;
+    // Controls show once the session has loaded, which the header's e-mail tells.
+    v.wait_for_text("[data-test=user-email]", viewer).await?;
+    v.wait_for("#strategy-kind[disabled]").await?;
+    assert_eq!(
+        v.count("#rollout-actions").await?,
+        0,
+        "no actions: {}",
+        v.page_text().await
+    );
+    assert_eq!(v.count("#rollout button").await?, 0);
+    assert_eq!(v.count("#strategy-form button[type=submit]").await?, 0);
+    assert_eq!(v.count("#autoscaling-form").await?, 0);
+    v.client
+        .execute(
+            "document.getElementById('rollout').scrollIntoView()",
+            vec![],
+        )
+        .await?;
+    let viewer_shot = v.screenshot(&shots, "app-rollout-viewer").await?;
+
+    // Pause, then resume: the panel says so and swaps the buttons.
+    b.click("#rollout-pause").await?;
+    b.wait_for("#rollout-resume").await?;
+    b.wait_for_text("#rollout-status", "paused").await?;
+    b.wait_for_text("#rollout-waiting", "(paused)").await?;
+    b.click("#rollout-resume").await?;
+    b.wait_for("#rollout-pause").await?;
+
+    // Promote: the canary ends its pause, v2 takes all the traffic and becomes active.
+    b.click("#rollout-promote").await?;
+    b.wait_for_text_within("#rollout-status", "v2 (from v1) active", CONVERGE)
+        .await?;
+    b.wait_for_text("#rollout-history", "promote").await?;
+    assert_eq!(
+        b.count("#rollout-actions").await?,
+        0,
+        "nothing left to act on"
+    );
+    admin.wait_release("web", 2, "active", CONVERGE).await?;
+    b.wait_for_text_within("[data-test=rollout]", "v2 active since", CONVERGE)
+        .await?;
+    v.wait_for_text_within("#rollout-status", "v2 (from v1) active", CONVERGE)
+        .await?;
+
+    // Autoscaling: off at first; a policy the server refuses says why; a good one is shown.
+    b.wait_for_text("#autoscaling-policy", "off").await?;
+    b.wait_for_text("#autoscaling-replicas", "2").await?;
+    b.fill("#autoscaling-min", "3").await?;
+    b.fill("#autoscaling-max", "2").await?;
+    b.click("#autoscaling-form button[type=submit]").await?;
+    b.wait_for_text(
+        "#autoscaling-form .error",
+        "min (3) must not exceed max (2)",
+    )
+    .await?;
+    b.fill("#autoscaling-min", "2").await?;
+    b.fill("#autoscaling-max", "4").await?;
+    b.fill("#autoscaling-cpu", "60").await?;
+    b.fill("#autoscaling-rps", "12.5").await?;
+    b.fill("#autoscaling-stabilization", "120").await?;
+    b.click("#autoscaling-form button[type=submit]").await?;
+    b.wait_for_text(
+        "#autoscaling-policy",
+        "2 to 4 replicas, aiming at 60 % CPU and 12.5 requests/s per instance; \
+         scales down after 120 s",
+    )
+    .await?;
+    assert_eq!(b.count("#autoscaling-form .error").await?, 0);
+    let policy = admin.get(&format!("{apps}/web/autoscaling")).await?["policy"].clone();
+    assert_eq!(
+        policy,
+        json!({"min": 2, "max": 4, "target_cpu_percent": 60, "target_rps_per_instance": 12.5,
+               "scale_down_stabilization_seconds": 120})
+    );
+    b.client
+        .execute(
+            "document.getElementById('autoscaling').scrollIntoView()",
+            vec![],
+        )
+        .await?;
+    let autoscaling_shot = b.screenshot(&shots, "app-autoscaling").await?;
+    // The viewer sees the policy too.
+    v.open(&page).await?;
+    v.wait_for_text("#autoscaling-policy", "2 to 4 replicas")
+        .await?;
+    // Turned off from the page.
+    b.click("#autoscaling-off").await?;
+    b.wait_for_text("#autoscaling-policy", "off").await?;
+    assert_eq!(
+        admin.get(&format!("{apps}/web/autoscaling")).await?["policy"],
+        json!(null)
+    );
+    println!(
+        "screenshots: {}, {} and {}",
+        canary_shot.display(),
+        viewer_shot.display(),
+        autoscaling_shot.display()
+    );
+    v.client.clone().close().await?;
+    b.client.clone().close().await?;
+    Ok(())
+}

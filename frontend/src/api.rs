@@ -11,8 +11,11 @@ use gantry_common::api::{
     AddMember, ApiToken, AppSettings, ConfigVars, CreateApp, CreateToken, CreatedToken,
     Credentials, Me, Member, PatchConfig, SessionInfo, UpdateMember,
 };
+use gantry_common::autoscaling::Autoscaling;
 use gantry_common::cluster::Node;
-use gantry_common::releases::{ReleaseStatus, Rollback};
+use gantry_common::releases::{
+    Analysis, AnalysisFigures, CanaryStep, ReleaseStatus, Rollback, Strategy,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -42,6 +45,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 enum Method {
     Get,
     Post,
+    Put,
     Patch,
     Delete,
 }
@@ -91,6 +95,7 @@ mod transport {
         let builder: RequestBuilder = match method {
             Method::Get => Request::get(path),
             Method::Post => Request::post(path),
+            Method::Put => Request::put(path),
             Method::Patch => Request::patch(path),
             Method::Delete => Request::delete(path),
         };
@@ -192,6 +197,11 @@ async fn empty(method: Method, path: &str) -> ApiResult<()> {
     transport::call(method, path, None, true).await.map(|_| ())
 }
 
+/// `/api/v1/teams/<team>/apps/<app>`, the prefix of everything about one app.
+fn app_path(team: &str, app: &str) -> String {
+    format!("/api/v1/teams/{}/apps/{}", seg(team), seg(app))
+}
+
 /// Path segments come from validated names or ids, but are encoded anyway.
 fn seg(s: &str) -> String {
     s.chars()
@@ -239,9 +249,9 @@ pub async fn logout() -> ApiResult<()> {
 
 // ---- apps ----
 
-/// What the dashboard shows of an app. `gantry_common::api::App` also has its id, times and
-/// rollout strategy; deserializing only these keeps the wasm smaller (the strategy, an
-/// internally tagged enum, costs the most).
+/// What the dashboard shows of an app. `gantry_common::api::App` also has its id and times;
+/// deserializing only these keeps the wasm smaller (and the strategy as a [`StrategyView`]:
+/// the shared internally tagged enum costs the most).
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct App {
     pub name: String,
@@ -259,6 +269,43 @@ pub struct App {
     pub image: Option<String>,
     /// Where the router serves it; `None` for a worker.
     pub url: Option<String>,
+    /// How its next release rolls out.
+    pub strategy: StrategyView,
+}
+
+/// A rollout strategy as one flat struct: `gantry_common::releases::Strategy` is an internally
+/// tagged enum, whose deserializer buffers the whole object first and costs the wasm several KB
+/// per place it is read. Fields of the other kinds are `None` (or empty). Writes send the shared
+/// `Strategy`, whose serializer is small.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct StrategyView {
+    /// `rolling`, `canary` or `blue_green`.
+    pub kind: String,
+    pub max_surge: Option<u32>,
+    pub max_unavailable: Option<u32>,
+    #[serde(default)]
+    pub steps: Vec<CanaryStep>,
+    pub analysis: Option<Analysis>,
+    #[serde(default)]
+    pub sticky: bool,
+    pub auto_promote_seconds: Option<u32>,
+    pub scale_down_delay_seconds: Option<u32>,
+}
+
+impl StrategyView {
+    pub fn is_canary(&self) -> bool {
+        self.kind == "canary"
+    }
+
+    pub fn is_blue_green(&self) -> bool {
+        self.kind == "blue_green"
+    }
+}
+
+/// Sets how the app's next releases roll out; the server refuses bad values with 422.
+pub async fn set_strategy(team: &str, app: &str, body: &Strategy) -> ApiResult<StrategyView> {
+    let path = format!("{}/strategy", app_path(team, app));
+    request(Method::Put, &path, Some(body)).await
 }
 
 pub async fn apps(team: &str) -> ApiResult<Vec<App>> {
@@ -497,20 +544,69 @@ pub struct ReleaseRow {
     pub created_at: String,
 }
 
-/// What the dashboard shows of the newest rollout (`gantry_common::releases::Rollout` also
-/// has the strategy).
-#[derive(Debug, Clone, serde::Deserialize)]
+/// The newest rollout, as `GET …/rollouts/current` and its stream send it
+/// (`gantry_common::releases::Rollout` with times as text and the strategy flat).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct RolloutView {
     pub release: u32,
     pub status: ReleaseStatus,
     pub reason: Option<String>,
     pub from: Option<u32>,
+    pub strategy: StrategyView,
+    /// The app's replica count.
     pub desired: u32,
+    /// New instances asked for (a canary's are sized by its weight), and ready.
+    pub updated: u32,
     pub ready: u32,
     pub old: u32,
+    /// Canary: the step under way (from 0; the number of steps once all are done).
+    /// Blue-green: 0 coming up, 1 ready (waiting for promote), 2 promoted.
+    pub step: u32,
+    /// Percent of the traffic the new release gets.
+    pub weight: u32,
+    pub paused: bool,
+    pub waiting: Option<String>,
+    pub analysis: Option<AnalysisFigures>,
+    pub preview_url: Option<String>,
     /// RFC 3339, in UTC.
     pub deadline_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Oldest first.
+    pub history: Vec<TransitionView>,
+}
+
+/// One step of a rollout's history (`gantry_common::releases::RolloutTransition`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct TransitionView {
+    /// RFC 3339, in UTC.
+    pub at: String,
+    pub text: String,
+}
+
+/// A frame of the rollout stream: `{"type":"rollout","rollout":{…}}` or `{"type":"none"}`.
+/// Read as a struct that ignores `type` rather than as the shared tagged enum: that would
+/// buffer every frame and add a second deserializer of the whole rollout.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RolloutFrameView {
+    /// `None` before the app's first release.
+    pub rollout: Option<RolloutView>,
+}
+
+pub fn rollout_stream_path(team: &str, app: &str) -> String {
+    format!("{}/rollouts/current/stream", app_path(team, app))
+}
+
+/// Acts on rollout `version`: `action` is `promote`, `promote?full=true`, `pause`, `resume` or
+/// `abort`. The server answers with the rollout as it is now, or 409 when the action does not
+/// apply (403 for viewers).
+pub async fn rollout_action(
+    team: &str,
+    app: &str,
+    version: u32,
+    action: &str,
+) -> ApiResult<RolloutView> {
+    let path = format!("{}/rollouts/{version}/{action}", app_path(team, app));
+    request(Method::Post, &path, None::<&()>).await
 }
 
 /// The newest releases first (one page: the 20 newest).
@@ -544,6 +640,49 @@ pub async fn rollback(team: &str, app: &str, version: u32) -> ApiResult<ReleaseR
         version: Some(version),
     };
     request(Method::Post, &path, Some(&body)).await
+}
+
+// ---- autoscaling ----
+
+/// `gantry_common::autoscaling::AutoscalingStatus` with the decisions' times as text.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AutoscalingView {
+    /// `None`: off.
+    pub policy: Option<Autoscaling>,
+    pub replicas: u32,
+    /// Newest first.
+    pub decisions: Vec<DecisionView>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct DecisionView {
+    /// RFC 3339, in UTC.
+    pub at: String,
+    pub from: u32,
+    pub to: u32,
+    pub reason: String,
+}
+
+pub async fn autoscaling(team: &str, app: &str) -> ApiResult<AutoscalingView> {
+    get(&format!("{}/autoscaling", app_path(team, app))).await
+}
+
+/// Turns the autoscaler on with `policy` (or changes it); 422 with the reason when refused.
+pub async fn set_autoscaling(
+    team: &str,
+    app: &str,
+    policy: &Autoscaling,
+) -> ApiResult<AutoscalingView> {
+    let path = format!("{}/autoscaling", app_path(team, app));
+    request(Method::Put, &path, Some(policy)).await
+}
+
+pub async fn autoscaling_off(team: &str, app: &str) -> ApiResult<()> {
+    empty(
+        Method::Delete,
+        &format!("{}/autoscaling", app_path(team, app)),
+    )
+    .await
 }
 
 /// Platform admins only; others get the server's 403.

@@ -7,7 +7,7 @@
 //! - [`App`]: the router; one page per route in `pages/`.
 //! - [`session`]: the signed-in user and their teams, shared by every page.
 //! - [`api`]: the typed REST client (browser only).
-//! - [`live`]: websockets to the server's live streams (logs, metrics).
+//! - [`live`]: websockets to the server's live streams (logs, metrics, nodes, rollouts).
 //! - `components/`: the page frame (header, team switcher, nav), empty states, error boxes.
 //!
 //! Pages render a fixed-size loading state on the server and fill in after hydration, so the

@@ -1,6 +1,8 @@
-//! `/teams/:team/apps/:app`: an app's URL, image and rollout, its instances, releases (with
-//! rollback), settings and config vars. Viewers see settings read-only, config names with masked
-//! values and no rollback; the server enforces the same rules.
+//! `/teams/:team/apps/:app`: an app's URL, image and rollout, the live rollout panel
+//! (`app_rollout`), its instances, releases (with rollback), settings, rollout strategy
+//! (`app_strategy`), autoscaling (`app_autoscaling`) and config vars. Viewers see settings and
+//! strategy read-only, config names with masked values, and no rollback, rollout actions or
+//! autoscaling form; the server enforces the same rules.
 //!
 //! The app's current state (rollout, releases, instances) reloads on "Refresh", after every
 //! change made here, and every [`POLL`] while a rollout is under way; the page is quiet
@@ -70,11 +72,14 @@ pub fn AppDetail() -> impl IntoView {
         Some(Err(e)) => view! { <ErrorBox message=Some(e.message)/> }.into_any(),
         Some(Ok(a)) => view! {
             <Overview live/>
+            <super::app_rollout::Rollout team name tick/>
             <super::app_metrics::Metrics team name/>
             <Instances team name tick/>
             <Releases team name live tick app/>
             <Images team name tick/>
             <Settings team app=a.clone() tick/>
+            <super::app_autoscaling::Autoscaler team name tick/>
+            <super::app_strategy::StrategyForm team name strategy=a.strategy.clone()/>
             <Config team name tick/>
             <Danger team app=a/>
         }
@@ -93,7 +98,7 @@ pub fn AppDetail() -> impl IntoView {
     }
 }
 
-fn bump(tick: RwSignal<u32>) {
+pub(super) fn bump(tick: RwSignal<u32>) {
     tick.update(|t| *t = t.wrapping_add(1));
 }
 
@@ -122,7 +127,7 @@ fn poll_while_rolling_out(live: LiveResource, tick: RwSignal<u32>) {
 
 /// `2026-11-28T10:31:02.123Z` as `2026-11-28 10:31:02`: the server's times are UTC, and
 /// slicing costs the wasm nothing next to a date library.
-fn utc_time(rfc3339: &str) -> String {
+pub(super) fn utc_time(rfc3339: &str) -> String {
     match (rfc3339.get(..10), rfc3339.get(11..19)) {
         (Some(date), Some(time)) => format!("{date} {time}"),
         _ => rfc3339.to_owned(),
@@ -737,19 +742,7 @@ mod tests {
 
     use super::*;
 
-    fn rollout(status: ReleaseStatus) -> RolloutView {
-        RolloutView {
-            release: 3,
-            status,
-            reason: None,
-            from: Some(2),
-            desired: 3,
-            ready: 2,
-            old: 1,
-            deadline_at: Some("2026-11-28T10:36:02.5Z".into()),
-            finished_at: None,
-        }
-    }
+    use crate::pages::app_rollout::tests::rollout;
 
     #[test]
     fn a_rollout_under_way_shows_its_progress_and_deadline() {

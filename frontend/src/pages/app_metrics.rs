@@ -66,7 +66,7 @@ const CHARTS: [Chart; 5] = [
 ];
 
 /// A value with at most two decimals, without float formatting machinery.
-fn short(v: f64) -> String {
+pub(super) fn short(v: f64) -> String {
     let hundredths = (v * 100.0).round() as i64;
     if hundredths % 100 == 0 {
         format!("{}", hundredths / 100)

@@ -1,8 +1,11 @@
 //! One component per page.
 
+pub mod app_autoscaling;
 pub mod app_detail;
 pub mod app_logs;
 pub mod app_metrics;
+pub mod app_rollout;
+pub mod app_strategy;
 pub mod apps;
 mod auth_form;
 pub mod home;
