@@ -94,7 +94,10 @@ impl QuotaUsage {
     pub fn room(&self, limits: &QuotaLimits, cpu_millis: u32, memory_mib: u32) -> u32 {
         // An instance that reserves none of a resource is not limited by it.
         let left = |limit: u64, used: u64, each: u64| {
-            limit.saturating_sub(used).checked_div(each).unwrap_or(u64::MAX)
+            limit
+                .saturating_sub(used)
+                .checked_div(each)
+                .unwrap_or(u64::MAX)
         };
         let by_instances = u64::from(limits.instances).saturating_sub(u64::from(self.instances));
         let by_cpu = left(
