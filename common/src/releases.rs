@@ -446,6 +446,22 @@ pub struct Rollout {
     pub finished_at: Option<OffsetDateTime>,
     /// Every transition with its reason, oldest first.
     pub history: Vec<RolloutTransition>,
+    /// What may be done to it now (by a member or above): the actions that would not be
+    /// refused with a 409.
+    pub actions: Vec<RolloutAction>,
+}
+
+/// An action on a rollout under way (`POST …/rollouts/{n}/<action>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutAction {
+    Promote,
+    /// `promote?full=true`.
+    PromoteFull,
+    Pause,
+    Resume,
+    Abort,
 }
 
 /// One recorded transition of a rollout (also written to the app's event stream).

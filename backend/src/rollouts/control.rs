@@ -6,7 +6,7 @@
 //! An abort takes effect here, not at the controller's next pass: the release is `aborted` when
 //! the request returns, and the route sync that follows gives its set no traffic.
 
-use gantry_common::releases::{CanaryStep, ReleaseStatus, Strategy};
+use gantry_common::releases::{CanaryStep, ReleaseStatus, RolloutAction, Strategy};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -136,6 +136,34 @@ pub async fn act(
     )
     .await;
     Ok(())
+}
+
+/// The actions that fit rollout `release` now.
+pub fn allowed(release: &ReleaseRow, strategy: &Strategy) -> Vec<RolloutAction> {
+    if !release.status().in_flight() {
+        return Vec::new();
+    }
+    let mut out: Vec<RolloutAction> = [
+        (RolloutAction::Promote, Action::Promote { full: false }),
+        (RolloutAction::PromoteFull, Action::Promote { full: true }),
+    ]
+    .into_iter()
+    .filter(|(_, action)| check(release, strategy, *action).is_ok())
+    .map(|(name, _)| name)
+    .collect();
+    if matches!(strategy, Strategy::Rolling { .. }) || release.strategy.is_none() {
+        // Rolling (or not started): neither pause nor promote fit.
+    } else if release.paused {
+        out.push(RolloutAction::Resume);
+    } else {
+        out.push(RolloutAction::Pause);
+    }
+    // Blue-green: promote and promote in full are one action.
+    if matches!(strategy, Strategy::BlueGreen { .. }) {
+        out.retain(|a| *a != RolloutAction::PromoteFull);
+    }
+    out.push(RolloutAction::Abort);
+    out
 }
 
 /// Whether promote, pause or resume fit the rollout's strategy and step.

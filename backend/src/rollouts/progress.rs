@@ -67,6 +67,7 @@ pub async fn progress(state: &AppState, app: &AppInfo) -> ApiResult<Option<Rollo
         .as_ref()
         .map_or_else(|| app.strategy.0.clone(), |s| s.0.clone());
     let in_flight = newest.status().in_flight();
+    let actions = super::control::allowed(newest, &strategy);
     let preview_url = (matches!(strategy, Strategy::BlueGreen { .. }) && in_flight).then(|| {
         state
             .app_url(&app.team, &app.name)
@@ -107,5 +108,6 @@ pub async fn progress(state: &AppState, app: &AppInfo) -> ApiResult<Option<Rollo
                 text,
             })
             .collect(),
+        actions,
     }))
 }

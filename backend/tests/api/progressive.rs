@@ -134,6 +134,10 @@ async fn a_canary_walks_its_steps_pauses_is_promoted_and_takes_over() {
         paused["waiting"], "promote (an indefinite pause)",
         "{paused:#}"
     );
+    assert_eq!(
+        paused["actions"],
+        json!(["promote", "promote_full", "pause", "abort"])
+    );
     weights_until(&admin, &web, &[(1, 75), (2, 25)], WAIT).await;
 
     // A person's pause and resume.
@@ -141,6 +145,10 @@ async fn a_canary_walks_its_steps_pauses_is_promoted_and_takes_over() {
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["paused"], true, "{body:#}");
+    assert_eq!(
+        body["actions"],
+        json!(["promote", "promote_full", "resume", "abort"])
+    );
     let res = act(&admin, &web, 2, "resume").await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
@@ -181,6 +189,7 @@ async fn a_canary_walks_its_steps_pauses_is_promoted_and_takes_over() {
     let done = get_json(&admin, &format!("{web}/rollouts/current")).await;
     assert_eq!(done["status"], "active", "{done:#}");
     assert_eq!(done["weight"], 100);
+    assert_eq!(done["actions"], json!([]));
     let texts = history(&done);
     let position = |needle: &str| {
         texts
@@ -247,6 +256,7 @@ async fn blue_green_previews_flips_on_promote_and_abort_flips_back_at_once() {
     })
     .await;
     assert_eq!(promoted["weight"], 100);
+    assert_eq!(promoted["actions"], json!(["pause", "abort"]));
     assert!(promoted["promoted_at"].is_string());
     weights_until(&admin, &web, &[(1, 0), (2, 100)], WAIT).await;
     let res = act(&admin, &web, 2, "promote").await;
