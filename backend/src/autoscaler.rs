@@ -6,8 +6,9 @@
 //! events in the app's log.
 //!
 //! Its memory (earlier recommendations for the scale-down stabilisation window, the last request
-//! counts) is in this task: after a restart the window starts afresh, which can only delay a
-//! scale-down, never cause one.
+//! counts) is in this task. After a restart each app starts with its current count as its one
+//! recommendation, so the window starts afresh: that can only delay a scale-down, never cause
+//! one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -129,11 +130,16 @@ async fn pass(state: &AppState, memory: &mut Memory) -> anyhow::Result<()> {
                 memory.requests.insert(app.id, (instant, count));
             }
         }
-        let recent = memory.recent.entry(app.id).or_default();
+        let current = app.replicas.max(0) as u32;
+        // An app first seen (after a restart, or a new policy) counts as having asked for what
+        // it has now: a scale-down then waits a whole window, as it would have before.
+        let recent = memory
+            .recent
+            .entry(app.id)
+            .or_insert_with(|| VecDeque::from([(now, current)]));
         while recent.front().is_some_and(|(at, _)| now - *at > KEEP) {
             recent.pop_front();
         }
-        let current = app.replicas.max(0) as u32;
         // The most this app may have: what it has, plus what the team's quota has room for.
         let team_usage = quota_usage.entry(app.team_id).or_default();
         let limits = quota_limits.get(&app.team_id).unwrap_or(&state.team_quota);
