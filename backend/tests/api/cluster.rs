@@ -131,6 +131,20 @@ async fn scaling_takes_0_to_100_replicas_and_before_a_deploy_only_records_them()
     let alice = app.signup("alice@example.com").await;
     alice.create_app(&alice.team, "web").await;
     let web = format!("/api/v1/teams/{}/apps/web", alice.team);
+    // 100 instances of the default size are beyond the default team quota…
+    let res = alice
+        .post(&format!("{web}/scale"), json!({"replicas": 100}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert!(error_message(res).await.contains("of 50 instances"));
+    // …and within a bigger one (alice, the first account, is the platform admin).
+    let res = alice
+        .put(
+            &format!("/api/v1/platform/teams/{}/quota", alice.team),
+            json!({"apps": 10, "instances": 100, "cpu_millis": 50000, "memory_mib": 25600}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
 
     for replicas in [0, 100] {
         let res = alice

@@ -18,11 +18,24 @@ struct World {
     app: TestApp,
     alice: TestUser,
     bob_token: TokenClient,
+    /// Bob's team: the one the platform admin's routes (`{slug}`) act on, so that alice's own
+    /// quota stays as set here.
+    bob_team: String,
 }
 
 async fn world() -> World {
     let app = TestApp::spawn().await;
     let alice = app.signup("alice@example.com").await;
+    // Room for every documented value (100 replicas of the default size): alice, the first
+    // account, is the platform admin.
+    let res = alice
+        .put(
+            &format!("/api/v1/platform/teams/{}/quota", alice.team),
+            json!({"apps": 100000, "instances": 100000, "cpu_millis": 100000000,
+                   "memory_mib": 100000000}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
     alice.create_app(&alice.team, "web").await;
     for image in ["gantry-hello:1", "gantry-hello:2"] {
         alice.deploy(&alice.team, "web", image).await;
@@ -33,6 +46,7 @@ async fn world() -> World {
         app,
         alice,
         bob_token,
+        bob_team: bob.team.clone(),
     }
 }
 
@@ -44,6 +58,7 @@ impl World {
             "app" => "web".into(),
             "version" => "1".into(),
             "user_id" => self.alice.id.to_string(),
+            "slug" => self.bob_team.clone(),
             // No token, join token or node needs to exist for the requests below.
             _ => Uuid::new_v4().to_string(),
         }
