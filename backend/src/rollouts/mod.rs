@@ -218,6 +218,16 @@ pub async fn pass(state: &AppState) -> anyhow::Result<()> {
                             .find(|r| r.status.in_flight())
                             .map_or(id, |r| r.id);
                         waiting.insert(target, format!("room in the team's quota ({why})"));
+                        // Waiting for room is not a lack of progress: the deadline counts from
+                        // when there is room.
+                        sqlx::query(
+                            "UPDATE releases SET progressed_at = $2
+                             WHERE id = $1 AND status = 'rolling_out'",
+                        )
+                        .bind(target)
+                        .bind(now)
+                        .execute(&state.db)
+                        .await?;
                         continue;
                     }
                 }

@@ -100,7 +100,12 @@ async fn a_rollout_without_room_for_its_surge_waits_and_says_why() {
     let quota = get_json(&admin, &format!("/api/v1/teams/{}/quota", admin.team)).await;
     assert_eq!(quota["usage"]["instances"], 2, "{quota:#}");
 
-    // The rolling update needs a third instance (surge 1): it waits.
+    // The rolling update needs a third instance (surge 1): it waits — longer than its
+    // progress deadline, which counts only once there is room.
+    let res = admin
+        .patch(&web, json!({"progress_deadline_seconds": 5}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
     deploy(&admin, &web, "gantry-hello:2").await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -115,6 +120,17 @@ async fn a_rollout_without_room_for_its_surge_waits_and_says_why() {
         assert!(tokio::time::Instant::now() < deadline, "{rollout:#}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+
+    // Past the deadline (a sleep on purpose: time must pass), it still waits.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let rollout = get_json(&admin, &format!("{web}/rollouts/current")).await;
+    assert_eq!(rollout["status"], "rolling_out", "{rollout:#}");
+    assert!(
+        rollout["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("room in the team's quota")),
+        "{rollout:#}"
+    );
 
     // Room again: the rollout goes on.
     let res = admin
