@@ -769,25 +769,13 @@ async fn the_live_log_view_follows_pauses_filters_and_searches() -> anyhow::Resu
 #[tokio::test]
 async fn an_admin_sets_a_canary_follows_it_live_and_promotes_it_while_a_viewer_watches(
 ) -> anyhow::Result<()> {
-    use gantry_e2e::cluster::{start_agent, start_server, Admin, DockerCleanup, CONVERGE, IMAGE};
-    use gantry_e2e::{data_dir, free_port, start_postgres, StopPostgresOnDrop};
+    use gantry_e2e::cluster::{CONVERGE, IMAGE};
+    use gantry_e2e::stage::Stage;
     use serde_json::json;
 
-    let dir = data_dir();
-    let _postgres = StopPostgresOnDrop(dir.path().to_path_buf());
-    let db_url = start_postgres(dir.path()).await?;
-    let (port, router_port) = (free_port(), free_port());
-    let base = &format!("http://127.0.0.1:{port}");
-    let _server = start_server(&db_url, port, router_port).await?;
-    let admin = Admin::sign_up(base).await?;
-    let _cleanup = DockerCleanup {
-        team: admin.team.clone(),
-    };
-    let token = admin.post("/api/v1/nodes/join-tokens", json!({})).await?;
-    let token = token["token"].as_str().context("join token")?;
-    let node = format!("canary-{}", std::process::id());
-    let _agent = start_agent(base, token, &node, "a", dir.path())?;
-    let apps = format!("/api/v1/teams/{}/apps", admin.team);
+    let stage = Stage::start("canary", 1).await?;
+    let (base, admin, router_port) = (&stage.base, &stage.admin, stage.router_port);
+    let apps = stage.apps_path();
     admin
         .post(
             &apps,
