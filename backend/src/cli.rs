@@ -108,6 +108,9 @@ async fn up(mut args: ServerArgs, data: &DataDir) -> anyhow::Result<()> {
     if args.registry_dir.is_none() {
         args.registry_dir = Some(data_dir.join("registry"));
     }
+    if args.git_dir.is_none() {
+        args.git_dir = Some(data_dir.join("git"));
+    }
     let embedded = if args.database_url.is_none() {
         let pg = data.postgres()?;
         pg.ensure_started(false).await?;

@@ -94,6 +94,29 @@ pub struct ServerArgs {
     #[arg(long, env = "GANTRY_TEAM_QUOTA_MEMORY_MIB", default_value_t = QuotaLimits::DEFAULT.memory_mib)]
     pub team_quota_memory_mib: u32,
 
+    /// Where apps' git repositories and build contexts live (default: `git/` in the data
+    /// directory, `.gantry/git` for `gantry server`).
+    #[arg(long, env = "GANTRY_GIT_DIR")]
+    pub git_dir: Option<PathBuf>,
+
+    /// The largest `git push` accepted, in MiB (what git sends: the packed objects).
+    #[arg(long, env = "GANTRY_GIT_MAX_PUSH_MIB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub git_max_push_mib: u64,
+
+    /// A build (context upload, `docker build` and push) is stopped after this many seconds.
+    #[arg(long, env = "GANTRY_BUILD_TIMEOUT_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u32).range(10..=86_400))]
+    pub build_timeout_seconds: u32,
+    /// The CPU each build step may use, in thousandths of a core.
+    #[arg(long, env = "GANTRY_BUILD_CPU_MILLIS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(100..=256_000))]
+    pub build_cpu_millis: u32,
+    /// The memory each build step may use, in MiB (the engine's API stops at 2047).
+    #[arg(long, env = "GANTRY_BUILD_MEMORY_MIB", default_value_t = 1536,
+          value_parser = clap::value_parser!(u32).range(64..=2047))]
+    pub build_memory_mib: u32,
+
     /// Live streams (logs, metrics) one user may have open at once.
     #[arg(long, env = "GANTRY_STREAMS_PER_USER", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -125,6 +148,18 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// The quota of teams without their own.
     pub team_quota: QuotaLimits,
+    /// Bare repositories (`repos/`), build contexts (`contexts/`) and the hook (`hooks/`).
+    pub git_dir: PathBuf,
+    pub git_max_push_bytes: u64,
+    pub builds: BuildLimits,
+}
+
+/// What every build may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildLimits {
+    pub timeout_seconds: u32,
+    pub cpu_millis: u32,
+    pub memory_mib: u32,
 }
 
 impl Config {
@@ -169,6 +204,13 @@ impl Config {
                 instances: args.team_quota_instances,
                 cpu_millis: args.team_quota_cpu_millis,
                 memory_mib: args.team_quota_memory_mib,
+            },
+            git_dir: args.git_dir.unwrap_or_else(|| PathBuf::from(".gantry/git")),
+            git_max_push_bytes: args.git_max_push_mib.saturating_mul(1024 * 1024),
+            builds: BuildLimits {
+                timeout_seconds: args.build_timeout_seconds,
+                cpu_millis: args.build_cpu_millis,
+                memory_mib: args.build_memory_mib,
             },
             metrics_token: args
                 .metrics_token

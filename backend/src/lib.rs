@@ -19,6 +19,9 @@
 //!   of the route before they stop) over Postgres.
 //! - [`quotas`]: team quotas: limits, usage, and the message of a refusal.
 //! - [`registry`]: the built-in OCI registry at `/v2/` (`docker push`/`pull`, team-scoped).
+//! - [`git`]: apps' git remotes at `/git/<team>/<app>.git` (smart HTTP through git's own
+//!   `http-backend`) and the pre-receive hook that builds a push before it is accepted.
+//! - [`builds`]: builds of pushes: the per-app queue, the agent that builds, the release.
 //! - [`audit`]: recording who did what in a team.
 //! - [`crypto`]: sealing config var values at rest.
 //! - [`dashboard`]: server-side rendering of the Leptos dashboard and its embedded assets.
@@ -32,6 +35,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod autoscaler;
+pub mod builds;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -40,6 +44,7 @@ pub mod dashboard;
 pub mod embedded_pg;
 pub mod error;
 pub mod extract;
+pub mod git;
 pub mod live;
 pub mod logs;
 pub mod metrics;

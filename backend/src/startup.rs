@@ -29,7 +29,7 @@ use crate::cluster::{reconciler, EmbeddedCluster};
 use crate::config::Config;
 use crate::crypto::Sealer;
 use crate::error::{not_found, ApiError};
-use crate::registry::pull_secret::PullSecrets;
+use crate::registry::pull_secret::{BuildSecrets, PullSecrets};
 use crate::state::{App, AppState};
 use crate::{dashboard, releases, rollouts, routes, routing};
 
@@ -87,6 +87,8 @@ impl Application {
             ..RouterConfig::default()
         });
         let log_hub = Arc::new(crate::logs::LogHub::default());
+        let git = crate::git::Git::open(&config.git_dir, config.git_max_push_bytes)
+            .context("failed to prepare the git directory (GANTRY_GIT_DIR)")?;
         let embedded = Arc::new(EmbeddedCluster::new(
             db.clone(),
             Sealer::new(&config.secret_key),
@@ -111,6 +113,7 @@ impl Application {
                 config.registry_max_blob_bytes,
                 config.registry_team_quota_bytes,
                 PullSecrets::new(&config.secret_key),
+                BuildSecrets::new(&config.secret_key),
             ),
             rollouts: Notify::new(),
             rollout_book: Default::default(),
@@ -120,7 +123,15 @@ impl Application {
             logs: crate::logs::Logs::new(log_hub, config.log_retention_days),
             live: crate::live::LiveGate::new(config.streams_per_user),
             metrics: crate::metrics::Metrics::new(config.metrics_token.clone()),
+            builds: crate::builds::Builds::new(config.builds, git.contexts_dir()),
+            git,
         }));
+        let interrupted = crate::builds::store::fail_interrupted(&db)
+            .await
+            .context("failed to end the builds a previous run left")?;
+        if interrupted > 0 {
+            tracing::warn!("{interrupted} builds were cut off by the last stop: marked failed");
+        }
         crate::logs::partitions::maintain(&db, config.log_retention_days)
             .await
             .context("failed to prepare the log table's partitions")?;
@@ -171,6 +182,7 @@ impl Application {
         // The registry answers in the distribution spec's own terms: no sessions, no origin
         // check (docker sends no cookies), its own error bodies and body limits.
         let router = crate::registry::router()
+            .merge(crate::git::router())
             .with_state(state.clone())
             .merge(router)
             .layer(middleware::from_fn_with_state(

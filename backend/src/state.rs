@@ -62,6 +62,10 @@ pub struct App {
     pub live: crate::live::LiveGate,
     /// Usage reports, live metric points, the control plane's counters.
     pub metrics: crate::metrics::Metrics,
+    /// Apps' git remotes and the pushes in progress.
+    pub git: crate::git::Git,
+    /// Builds from `git push` that have not ended.
+    pub builds: crate::builds::Builds,
 }
 
 impl App {

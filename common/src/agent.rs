@@ -27,8 +27,9 @@ use crate::logs::LogStream;
 /// Bumped on any change an older peer would misread. 2: node credentials, environments,
 /// releases, stop orders and image digests. 3: pull secrets for the built-in registry's images
 /// (an older agent would run such an image from its engine's cache without pulling it). 4: log
-/// shipping (logs, log cursors and their acknowledgements) and container usage.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// shipping (logs, log cursors and their acknowledgements) and container usage. 5: builds
+/// (orders, cancellation, their logs and outcomes).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The most lines an agent puts in one [`AgentMessage::Logs`] batch: the server stores a batch
 /// in one transaction, so bigger batches mean fewer commits (each an fsync) while a flood drains.
@@ -106,7 +107,61 @@ pub enum AgentMessage {
     Usage {
         instances: Vec<InstanceUsage>,
     },
+    /// Lines of a build's output, in order.
+    BuildLog {
+        build: Uuid,
+        lines: Vec<String>,
+    },
+    /// A build ended: the image is pushed, or why not. Sent once per order (also for a
+    /// cancelled one).
+    BuildDone {
+        build: Uuid,
+        outcome: BuildOutcome,
+    },
 }
+
+/// How a build ended on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum BuildOutcome {
+    /// Built and pushed: the digest of the pushed manifest (`sha256:…`).
+    Pushed {
+        digest: String,
+    },
+    Failed {
+        reason: String,
+    },
+    Cancelled,
+}
+
+/// Everything an agent needs to build one image and push it to the server's registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildOrder {
+    pub build: Uuid,
+    /// Where the agent downloads the build context (a tar of the pushed commit), relative to the
+    /// server's URL; it authenticates with its node credential.
+    pub context_path: String,
+    /// The Dockerfile's path in the context.
+    pub dockerfile: String,
+    /// Passed to the engine as build args (never logged: `Debug` shows the names).
+    pub build_args: Env,
+    /// The image to tag and push: `<registry host>/<team>/<app>:<tag>`.
+    pub image: String,
+    /// What the agent pushes with (user [`BUILD_USER`]), valid for this build on this node only.
+    pub push_secret: PullSecret,
+    pub cpu_millis: u32,
+    pub memory_mib: u32,
+    /// The whole build, push included, is cancelled after this long.
+    pub timeout_seconds: u32,
+}
+
+/// The user name that goes with a build's push secret.
+pub const BUILD_USER: &str = "gantry-build";
+/// A build's push secret starts with this.
+pub const BUILD_SECRET_PREFIX: &str = "gnb_";
+/// The Docker network every build's steps run in: its own bridge, no published ports, nothing
+/// of the control plane on it.
+pub const BUILD_NETWORK: &str = "gantry-builds";
 
 /// One instance's use of its node over a sampling interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +201,11 @@ pub enum ServerMessage {
     LogsAck {
         instances: BTreeMap<Uuid, LogCursor>,
     },
+    /// Build an image and push it; answered by [`AgentMessage::BuildLog`]s and one
+    /// [`AgentMessage::BuildDone`].
+    Build { order: BuildOrder },
+    /// Stop a build this node runs (it answers `BuildDone` with `Cancelled`).
+    CancelBuild { build: Uuid },
 }
 
 /// The last line of an instance a side holds: its number and when it was written.

@@ -14,6 +14,7 @@
 //! - [`metrics`]: apps' metric points, their series and live frames.
 //! - [`quotas`]: team quotas: limits, usage and what fits.
 //! - [`releases`]: releases, their statuses, rollout strategies and progress.
+//! - [`builds`]: builds from `git push`, their settings and checked names (branch, Dockerfile path).
 //! - [`autoscaling`]: an app's autoscaling policy and the autoscaler's decisions.
 //! - [`routes`]: the router's view of an app (release sets, weights, endpoints, counters).
 //! - [`error`]: the single error body every API error uses.
@@ -21,6 +22,7 @@
 pub mod agent;
 pub mod api;
 pub mod autoscaling;
+pub mod builds;
 pub mod cluster;
 pub mod error;
 pub mod logs;

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Where a line came from: the container's stdout or stderr, or the platform itself (a release
-/// created, an instance that changed state, a node lost…).
+/// Where a line came from: the container's stdout or stderr, the platform itself (a release
+/// created, an instance that changed state, a node lost…), or a build from `git push`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -17,16 +17,23 @@ pub enum LogStream {
     Stdout,
     Stderr,
     Event,
+    Build,
 }
 
 impl LogStream {
-    pub const ALL: [LogStream; 3] = [LogStream::Stdout, LogStream::Stderr, LogStream::Event];
+    pub const ALL: [LogStream; 4] = [
+        LogStream::Stdout,
+        LogStream::Stderr,
+        LogStream::Event,
+        LogStream::Build,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             LogStream::Stdout => "stdout",
             LogStream::Stderr => "stderr",
             LogStream::Event => "event",
+            LogStream::Build => "build",
         }
     }
 
@@ -48,6 +55,9 @@ pub struct LogItem {
     pub release: Option<u32>,
     pub stream: LogStream,
     pub line: String,
+    /// The build (its number) a `build` line belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<u32>,
 }
 
 /// A page of history, oldest line first.

@@ -77,6 +77,9 @@ macro_rules! string_newtype {
     };
 }
 
+/// For the checked names of other modules (a branch name, a Dockerfile path).
+pub(crate) use string_newtype;
+
 string_newtype!(
     /// A team's URL name (`acme` in `/api/v1/teams/acme` and `hello.acme.localhost`).
     TeamSlug

@@ -1,6 +1,7 @@
 //! Who is calling: passwords, login throttling, sessions with their CSRF token, API tokens, and
 //! the [`Caller`] extractor that every authenticated route goes through.
 
+pub mod basic;
 pub mod caller;
 pub mod origin;
 pub mod password;

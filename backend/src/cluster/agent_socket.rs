@@ -251,6 +251,9 @@ async fn serve(state: AppState, socket: WebSocket, admission: Admission) -> anyh
         }
         .await;
         state.embedded.hub.detach(node_id, session);
+        if !state.embedded.hub.is_connected(node_id) {
+            state.builds.node_lost(node_id);
+        }
         tracing::info!("node {} ({node_id}) disconnected", hello.name);
         result
     }
@@ -384,6 +387,12 @@ async fn relay(
                     }
                     Ok(AgentMessage::Usage { instances }) => {
                         state.metrics.usage.record(&state.db, node_id, instances).await?;
+                    }
+                    Ok(AgentMessage::BuildLog { build, lines }) => {
+                        state.builds.from_agent(node_id, build, crate::builds::FromAgent::Lines(lines));
+                    }
+                    Ok(AgentMessage::BuildDone { build, outcome }) => {
+                        state.builds.from_agent(node_id, build, crate::builds::FromAgent::Done(outcome));
                     }
                     Ok(AgentMessage::Hello { .. }) => tracing::warn!("ignored a second hello"),
                     Err(e) => {

@@ -87,6 +87,14 @@ impl Hub {
             .is_some_and(|l| l.last_sent.as_deref() != Some(desired))
     }
 
+    /// Queues a message for the node's agent; false when it is not connected or its queue is
+    /// full (then the caller gives up: the message is not essential to the connection).
+    pub fn send(&self, node: Uuid, message: ServerMessage) -> bool {
+        lock(&self.links)
+            .get(&node)
+            .is_some_and(|link| link.tx.try_send(message).is_ok())
+    }
+
     /// Queues the desired set for the node and remembers it as sent. A full or closed queue
     /// drops the connection.
     pub fn send_desired(&self, node: Uuid, generation: u64, desired: Vec<DesiredInstance>) {

@@ -36,46 +36,112 @@ pub async fn record(db: &PgPool, hub: &LogHub, events: Vec<Event>) {
 }
 
 async fn insert(db: &PgPool, hub: &LogHub, events: Vec<Event>) -> sqlx::Result<()> {
+    let lines = events
+        .into_iter()
+        .map(|e| PlatformLine {
+            team_id: e.team_id,
+            app_id: e.app_id,
+            release: e.release,
+            instance: e.instance,
+            build: None,
+            text: e.text,
+        })
+        .collect();
+    insert_lines(db, hub, LogStream::Event, lines).await
+}
+
+/// Lines of a build's output: stored in the app's log (stream `build`, with the build's
+/// number) and shown to live viewers, stamped now. Unlike events, a failure is the caller's.
+pub async fn record_build_lines(
+    db: &PgPool,
+    hub: &LogHub,
+    team_id: Uuid,
+    app_id: Uuid,
+    build: i32,
+    lines: Vec<String>,
+) -> sqlx::Result<()> {
+    let lines = lines
+        .into_iter()
+        .map(|text| PlatformLine {
+            team_id,
+            app_id,
+            release: None,
+            instance: None,
+            build: Some(build),
+            text,
+        })
+        .collect();
+    insert_lines(db, hub, LogStream::Build, lines).await
+}
+
+/// A line the platform writes (not a container).
+struct PlatformLine {
+    team_id: Uuid,
+    app_id: Uuid,
+    release: Option<i32>,
+    instance: Option<Uuid>,
+    build: Option<i32>,
+    text: String,
+}
+
+async fn insert_lines(
+    db: &PgPool,
+    hub: &LogHub,
+    stream: LogStream,
+    lines: Vec<PlatformLine>,
+) -> sqlx::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
     let now = OffsetDateTime::now_utc();
-    let texts: Vec<String> = events
+    let texts: Vec<String> = lines
         .iter()
         .map(|e| storable(&e.text).into_owned())
         .collect();
     let mut tx = db.begin().await?;
     let ids: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO log_lines (team_id, app_id, ts, instance_id, release, stream, line)
-         SELECT t, a, $3, i, r, 'event', l
-         FROM UNNEST($1::uuid[], $2::uuid[], $4::uuid[], $5::int[], $6::text[]) AS x(t, a, i, r, l)
+        "INSERT INTO log_lines (team_id, app_id, ts, instance_id, release, stream, line, build)
+         SELECT t, a, $3, i, r, $7, l, b
+         FROM UNNEST($1::uuid[], $2::uuid[], $4::uuid[], $5::int[], $6::text[], $8::int[])
+             AS x(t, a, i, r, l, b)
          RETURNING id",
     )
-    .bind(events.iter().map(|e| e.team_id).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.app_id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|e| e.team_id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|e| e.app_id).collect::<Vec<_>>())
     .bind(now)
-    .bind(events.iter().map(|e| e.instance).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.release).collect::<Vec<_>>())
+    .bind(lines.iter().map(|e| e.instance).collect::<Vec<_>>())
+    .bind(lines.iter().map(|e| e.release).collect::<Vec<_>>())
     .bind(&texts)
+    .bind(stream.as_str())
+    .bind(lines.iter().map(|e| e.build).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
-    let chunks = search::chunks(events.iter().zip(&texts).zip(&ids).map(|((e, text), &id)| {
-        search::Stored {
-            team_id: e.team_id,
-            app_id: e.app_id,
-            id,
-            ts: now,
-            line: text,
-        }
-    }));
+    let chunks =
+        search::chunks(
+            lines
+                .iter()
+                .zip(&texts)
+                .zip(&ids)
+                .map(|((e, text), &id)| search::Stored {
+                    team_id: e.team_id,
+                    app_id: e.app_id,
+                    id,
+                    ts: now,
+                    line: text,
+                }),
+        );
     search::insert(&mut tx, &chunks).await?;
     tx.commit().await?;
-    for ((event, text), id) in events.into_iter().zip(texts).zip(ids) {
+    for ((line, text), id) in lines.into_iter().zip(texts).zip(ids) {
         let item = LogItem {
             ts: now,
-            instance: event.instance,
-            release: event.release.and_then(|r| u32::try_from(r).ok()),
-            stream: LogStream::Event,
+            instance: line.instance,
+            release: line.release.and_then(|r| u32::try_from(r).ok()),
+            stream,
             line: text,
+            build: line.build.and_then(|b| u32::try_from(b).ok()),
         };
-        hub.publish(event.app_id, [LiveLine::new(id, item)]);
+        hub.publish(line.app_id, [LiveLine::new(id, item)]);
     }
     Ok(())
 }

@@ -16,6 +16,8 @@ pub struct Filter {
     pub instance: Option<Uuid>,
     pub release: Option<u32>,
     pub stream: Option<LogStream>,
+    /// Only the lines of this build (by number).
+    pub build: Option<u32>,
     /// Search text, matched by [`search::matches`]' rule.
     pub q: Option<String>,
     /// Only lines before this position (from [`LogPage::before`]).
@@ -53,6 +55,7 @@ struct Found {
     release: Option<i32>,
     stream: String,
     line: String,
+    build: Option<i32>,
 }
 
 /// Up to `limit` of the newest lines of `app_id` that match, oldest first, with their ids.
@@ -83,6 +86,7 @@ pub async fn page(
                 release: f.release.and_then(|r| u32::try_from(r).ok()),
                 stream: LogStream::parse(&f.stream).unwrap_or(LogStream::Event),
                 line: f.line,
+                build: f.build.and_then(|b| u32::try_from(b).ok()),
             };
             (f.id, item)
         })
@@ -184,7 +188,7 @@ async fn lines(
     within: Option<&[Span]>,
     wanted: usize,
 ) -> sqlx::Result<Vec<Found>> {
-    const COLUMNS: &str = "id, ts, instance_id, release, stream, line";
+    const COLUMNS: &str = "id, ts, instance_id, release, stream, line, build";
     let mut query = QueryBuilder::<Postgres>::new("");
     if let Some(spans) = within {
         // One index range scan per chunk (OFFSET 0 keeps the planner from flattening the
@@ -229,6 +233,9 @@ fn push_conditions(query: &mut QueryBuilder<'_, Postgres>, filter: &Filter) {
     }
     if let Some(instance) = filter.instance {
         query.push(" AND instance_id = ").push_bind(instance);
+    }
+    if let Some(build) = filter.build {
+        query.push(" AND build = ").push_bind(build as i32);
     }
     if let Some(release) = filter.release {
         query.push(" AND release = ").push_bind(release as i32);

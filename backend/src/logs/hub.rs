@@ -240,6 +240,7 @@ mod tests {
                 release: Some(1),
                 stream: LogStream::Event,
                 line: format!("line {id}"),
+                build: None,
             },
         )
     }

@@ -250,6 +250,7 @@ pub async fn store_batch(
             release: row.release.and_then(|r| u32::try_from(r).ok()),
             stream: row.stream,
             line: row.line,
+            build: None,
         };
         by_app
             .entry(row.app_id)

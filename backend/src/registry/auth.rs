@@ -5,59 +5,17 @@
 //! its role) or the account's password. A password is verified with argon2 once, then
 //! remembered for a few minutes, so a push of many layers does not hash it per request.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use axum::http::{header, HeaderMap, StatusCode};
-use base64::Engine;
-use gantry_common::{Email, Password, Permission};
-use sha2::{Digest as _, Sha256};
+use gantry_common::Permission;
 
 use super::error::{denied, name_unknown, unauthorized, RegistryError, RegistryResult};
 use super::path::RepoName;
-use super::pull_secret::{self, PullGrant};
-use crate::auth::{caller, password, throttle, tokens, Caller, UserRow, Via};
+use super::pull_secret::{self, BuildGrant, PullGrant};
+use crate::auth::basic::{self, BasicError};
+use crate::auth::Caller;
 use crate::authz::{self, TeamAccess};
 use crate::state::AppState;
 use gantry_common::cluster::ImageRef;
-
-/// How long a verified password is trusted without hashing it again.
-const PASSWORD_TTL: Duration = Duration::from_secs(5 * 60);
-/// Remembered passwords at most (the oldest are forgotten first).
-const PASSWORD_CACHE_MAX: usize = 10_000;
-
-/// Passwords verified lately: SHA-256 of `email NUL password` → the user and the stored hash
-/// it matched (a password change makes the entry stale at once).
-#[derive(Default)]
-pub struct PasswordCache(Mutex<HashMap<[u8; 32], Verified>>);
-
-#[derive(Clone)]
-struct Verified {
-    user: UserRow,
-    password_hash: String,
-    at: Instant,
-}
-
-impl PasswordCache {
-    fn get(&self, key: &[u8; 32]) -> Option<Verified> {
-        let map = self.0.lock().expect("password cache poisoned");
-        map.get(key)
-            .filter(|v| v.at.elapsed() < PASSWORD_TTL)
-            .cloned()
-    }
-
-    fn put(&self, key: [u8; 32], verified: Verified) {
-        let mut map = self.0.lock().expect("password cache poisoned");
-        if map.len() >= PASSWORD_CACHE_MAX {
-            map.retain(|_, v| v.at.elapsed() < PASSWORD_TTL);
-            if map.len() >= PASSWORD_CACHE_MAX {
-                map.clear();
-            }
-        }
-        map.insert(key, verified);
-    }
-}
 
 /// Who calls the registry.
 pub enum Who {
@@ -65,6 +23,8 @@ pub enum Who {
     User(Caller),
     /// An agent pulling the image of an instance placed on its node.
     Node(PullGrant),
+    /// An agent pushing the image of a build it runs.
+    Build(BuildGrant),
 }
 
 /// The caller of a registry request, from its Basic credentials.
@@ -74,7 +34,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> RegistryResu
             "authentication required: docker login with your e-mail and an API token",
         ));
     };
-    let (user, secret) = basic_credentials(value.as_bytes())
+    let (user, secret) = basic::credentials(value.as_bytes())
         .ok_or_else(|| unauthorized("send Basic credentials: your e-mail and an API token"))?;
     if pull_secret::looks_like(&secret) {
         return state
@@ -84,94 +44,24 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> RegistryResu
             .map(Who::Node)
             .ok_or_else(|| unauthorized("invalid or expired pull secret"));
     }
-    if tokens::looks_valid(&secret) {
-        let caller = caller::from_token(&secret, state)
-            .await
-            .map_err(|_| unauthorized("invalid or revoked API token"))?;
-        if !caller.user.email.eq_ignore_ascii_case(user.trim()) {
-            return Err(unauthorized(
-                "this API token belongs to another account: log in with its owner's e-mail",
-            ));
-        }
-        return Ok(Who::User(caller));
+    if pull_secret::looks_like_build(&secret) {
+        return state
+            .registry
+            .build_secrets
+            .verify(&secret, time::OffsetDateTime::now_utc())
+            .map(Who::Build)
+            .ok_or_else(|| unauthorized("invalid or expired build secret"));
     }
-    by_password(state, &user, secret).await.map(Who::User)
-}
-
-async fn by_password(state: &AppState, user: &str, secret: String) -> RegistryResult<Caller> {
-    let wrong = || unauthorized("wrong e-mail, password or API token");
-    let email = Email::parse(user).map_err(|_| wrong())?;
-    let password = Password::parse(&secret).map_err(|_| wrong())?;
-    let key: [u8; 32] = Sha256::new()
-        .chain_update(email.as_str())
-        .chain_update([0])
-        .chain_update(secret.as_bytes())
-        .finalize()
-        .into();
-    let account = sqlx::query_as::<_, (String, bool, time::OffsetDateTime, uuid::Uuid, String)>(
-        "SELECT email, is_platform_admin, created_at, id, password_hash FROM users WHERE email = $1",
-    )
-    .bind(email.as_str())
-    .fetch_optional(&state.db)
-    .await?
-    .map(|(email, is_platform_admin, created_at, id, hash)| {
-        (
-            UserRow {
-                id,
-                email,
-                is_platform_admin,
-                created_at,
-            },
-            hash,
-        )
-    });
-    if let (Some(hit), Some((_, hash))) = (state.registry.passwords.get(&key), &account) {
-        if &hit.password_hash == hash {
-            return Ok(Caller {
-                user: hit.user,
-                via: Via::Password,
-            });
-        }
-    }
-    let stored = account.as_ref().map(|(_, hash)| hash.clone());
-    let outcome = throttle::attempt(&state.db, email.as_str(), || {
-        password::verify(password, stored)
-    })
-    .await
-    .map_err(RegistryError::internal)?;
-    match (outcome, account) {
-        (Err(retry_after), _) => Err(RegistryError::new(
+    match basic::caller(state, &state.registry.passwords, &user, secret).await {
+        Ok(caller) => Ok(Who::User(caller)),
+        Err(BasicError::Wrong(message)) => Err(unauthorized(message)),
+        Err(BasicError::Throttled(retry_after)) => Err(RegistryError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TOOMANYREQUESTS",
             format!("too many failed logins for this account; try again in {retry_after} s"),
         )),
-        (Ok(true), Some((user, password_hash))) => {
-            state.registry.passwords.put(
-                key,
-                Verified {
-                    user: user.clone(),
-                    password_hash,
-                    at: Instant::now(),
-                },
-            );
-            Ok(Caller {
-                user,
-                via: Via::Password,
-            })
-        }
-        _ => Err(wrong()),
+        Err(BasicError::Internal(e)) => Err(RegistryError::internal(e)),
     }
-}
-
-/// `Basic base64(user:password)` → (user, password).
-fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
-    let encoded = value.strip_prefix(b"Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim_ascii())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
 }
 
 /// What a caller may do in a repository's team.
@@ -194,6 +84,7 @@ pub async fn repo_access(
     let caller = match who {
         Who::User(caller) => caller,
         Who::Node(grant) => return node_access(state, grant, repo, need).await,
+        Who::Build(grant) => return build_access(state, grant, repo, need).await,
     };
     let access = authz::resolve(state, caller, &repo.team)
         .await
@@ -242,6 +133,35 @@ async fn node_access(
     }
 }
 
+/// A build's push secret reaches its app's repository (`<team>/<app>`), to push and pull, while
+/// the build runs on the secret's node.
+async fn build_access(
+    state: &AppState,
+    grant: BuildGrant,
+    repo: &RepoName,
+    need: Permission,
+) -> RegistryResult<Grant> {
+    if !matches!(need, Permission::Read | Permission::PushImages) {
+        return Err(denied("a build secret only pushes its build's image"));
+    }
+    let running: Option<(String, String, uuid::Uuid)> = sqlx::query_as(
+        "SELECT t.slug, a.name, b.team_id FROM builds b
+         JOIN apps a ON a.id = b.app_id JOIN teams t ON t.id = b.team_id
+         WHERE b.id = $1 AND b.node_id = $2 AND b.status = 'running'",
+    )
+    .bind(grant.build)
+    .bind(grant.node)
+    .fetch_optional(&state.db)
+    .await?;
+    match running {
+        Some((team, app, team_id)) if repo.to_string() == format!("{team}/{app}") => Ok(Grant {
+            team_id,
+            user: None,
+        }),
+        _ => Err(name_unknown(repo)),
+    }
+}
+
 /// [`repo_access`] for a repository that must exist already (`NAME_UNKNOWN` otherwise): its id.
 pub async fn existing_repo(
     state: &AppState,
@@ -251,23 +171,4 @@ pub async fn existing_repo(
 ) -> RegistryResult<uuid::Uuid> {
     let grant = repo_access(state, who, repo, need).await?;
     super::repository::find(&state.db, grant.team_id, repo).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_credentials_split_at_the_first_colon() {
-        let value = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("a@b.io:pa:ss")
-        );
-        assert_eq!(
-            basic_credentials(value.as_bytes()),
-            Some(("a@b.io".into(), "pa:ss".into()))
-        );
-        assert_eq!(basic_credentials(b"Bearer x"), None);
-        assert_eq!(basic_credentials(b"Basic !!!"), None);
-    }
 }

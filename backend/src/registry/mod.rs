@@ -47,9 +47,12 @@ pub struct Registry {
     max_blob_bytes: u64,
     /// What each team's blobs may take in all (`None`: no limit).
     team_quota_bytes: Option<u64>,
-    passwords: auth::PasswordCache,
+    /// Passwords verified lately (shared with the git remotes' Basic authentication).
+    pub passwords: crate::auth::basic::PasswordCache,
     /// Checks the credentials agents pull with.
     pull_secrets: pull_secret::PullSecrets,
+    /// Makes and checks the credentials agents push builds' images with.
+    pub build_secrets: pull_secret::BuildSecrets,
 }
 
 impl Registry {
@@ -62,13 +65,15 @@ impl Registry {
         max_blob_bytes: u64,
         team_quota_bytes: Option<u64>,
         pull_secrets: pull_secret::PullSecrets,
+        build_secrets: pull_secret::BuildSecrets,
     ) -> Self {
         Self {
             storage: storage::Storage::new(dir),
             max_blob_bytes,
             team_quota_bytes,
-            passwords: auth::PasswordCache::default(),
+            passwords: Default::default(),
             pull_secrets,
+            build_secrets,
         }
     }
 }

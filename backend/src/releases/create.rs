@@ -20,6 +20,13 @@ pub enum Change<'a> {
         image: &'a ImageRef,
         source: ImageSource,
     },
+    /// An image built from a `git push` (build `number` of `commit`).
+    Build {
+        image: &'a ImageRef,
+        source: ImageSource,
+        number: u32,
+        commit: &'a str,
+    },
     /// Config vars set or removed (names only: values are secrets).
     Config {
         set: Vec<String>,
@@ -36,6 +43,10 @@ impl Change<'_> {
     fn cause(&self) -> String {
         match self {
             Change::Deploy { image, .. } => format!("Deploy {image}"),
+            Change::Build { number, commit, .. } => format!(
+                "Build {number} ({})",
+                gantry_common::builds::short_commit(commit)
+            ),
             Change::Config { set, removed } => {
                 let mut parts = Vec::new();
                 if !set.is_empty() {
@@ -109,7 +120,7 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await?;
     let (image, image_source, image_digest) = match &change {
-        Change::Deploy { image, source } => {
+        Change::Deploy { image, source } | Change::Build { image, source, .. } => {
             (image.as_str().to_owned(), source.as_str().to_owned(), None)
         }
         Change::Rollback { to } => (
@@ -238,5 +249,13 @@ mod tests {
             .cause(),
             "Deploy gantry-hello:2"
         );
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let build = Change::Build {
+            image: &image,
+            source: ImageSource::Registry,
+            number: 3,
+            commit,
+        };
+        assert_eq!(build.cause(), "Build 3 (0123456789ab)");
     }
 }

@@ -14,9 +14,15 @@ use crate::state::AppState;
 
 /// How a deploy came about, for the audit log.
 #[derive(Debug, Clone, Copy)]
-pub enum Via {
+pub enum Via<'a> {
     Api,
+    /// A `docker push` of the app's `deploy_on_push` tag.
     Push,
+    /// Build `number` of a `git push` of `commit`.
+    Build {
+        number: u32,
+        commit: &'a str,
+    },
 }
 
 /// Makes `image` the app's next release and wakes the rollout controller. An image of this
@@ -28,30 +34,38 @@ pub async fn deploy(
     app_name: &str,
     actor: Actor,
     image: &ImageRef,
-    via: Via,
+    via: Via<'_>,
 ) -> ApiResult<ReleaseRow> {
     let team_id = team.id;
     let resolved = images::resolve(state, team_id, &team.slug, image).await?;
     let mut tx = state.db.begin().await?;
-    let release = create(
-        &mut tx,
-        &state.sealer,
-        app_id,
-        team_id,
-        &actor,
-        Change::Deploy {
+    let change = match via {
+        Via::Build { number, commit } => Change::Build {
+            image: &resolved.image,
+            source: resolved.source,
+            number,
+            commit,
+        },
+        Via::Api | Via::Push => Change::Deploy {
             image: &resolved.image,
             source: resolved.source,
         },
-    )
-    .await?
-    .ok_or_else(|| ApiError::internal("a deploy always makes a release"))?;
+    };
+    let release = create(&mut tx, &state.sealer, app_id, team_id, &actor, change)
+        .await?
+        .ok_or_else(|| ApiError::internal("a deploy always makes a release"))?;
     let mut details = json!({"image": resolved.image, "release": release.version()});
     if resolved.image != *image {
         details["requested"] = json!(image);
     }
-    if let Via::Push = via {
-        details["via"] = json!("push");
+    match via {
+        Via::Api => {}
+        Via::Push => details["via"] = json!("push"),
+        Via::Build { number, commit } => {
+            details["via"] = json!("git push");
+            details["build"] = json!(number);
+            details["commit"] = json!(commit);
+        }
     }
     audit::record(
         &mut tx,

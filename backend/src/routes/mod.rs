@@ -8,6 +8,7 @@
 pub mod apps;
 pub mod audit;
 pub mod auth;
+pub mod builds;
 pub mod config;
 pub mod health;
 pub mod logs;
@@ -78,6 +79,10 @@ pub fn api() -> axum::Router<AppState> {
         .routes(routes!(workloads::rollouts::abort))
         .routes(routes!(workloads::rollouts::pause))
         .routes(routes!(workloads::rollouts::resume))
+        .routes(routes!(builds::list::list))
+        .routes(routes!(builds::get::get))
+        .routes(routes!(builds::cancel::cancel))
+        .routes(routes!(builds::settings::get, builds::settings::put))
         .routes(routes!(releases::list::list))
         .routes(routes!(releases::get::get))
         .routes(routes!(releases::rollback::rollback))
@@ -112,5 +117,10 @@ pub fn api() -> axum::Router<AppState> {
         .route(
             "/api/v1/agent/connect",
             get(crate::cluster::agent_socket::connect),
+        )
+        // Where an agent downloads the context of a build it runs (with its node credential).
+        .route(
+            "/api/v1/agent/builds/{id}/context",
+            get(crate::builds::context::download),
         )
 }

@@ -24,6 +24,7 @@ use super::health;
         (name = "audit", description = "The teams' and the platform's audit logs"),
         (name = "workloads", description = "Deploys, scaling, strategies, instances, routes and rollouts"),
         (name = "releases", description = "An app's numbered releases, and rollback"),
+        (name = "builds", description = "Builds of `git push` to an app's remote (`<server>/git/<team>/<app>.git`, git's smart HTTP with your e-mail and an API token): their logs, cancelling, and build settings"),
         (name = "nodes", description = "Worker nodes of the embedded cluster (platform admins)"),
         (name = "metrics", description = "Apps' metrics per release: history and live streams (websockets); the Prometheus exposition is GET /metrics"),
         (name = "logs", description = "Apps' logs and platform events: history with search, and live streams (websockets)"),

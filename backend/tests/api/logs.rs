@@ -57,6 +57,7 @@ fn item(l: &ShippedLine, release: u32) -> LogItem {
         release: Some(release),
         stream: l.stream,
         line: l.line.clone(),
+        build: None,
     }
 }
 

@@ -7,6 +7,7 @@ mod apps;
 mod audit;
 mod auth;
 mod autoscaling;
+mod builds;
 mod cluster;
 mod csrf;
 mod errors;

@@ -56,7 +56,7 @@ impl World {
         match name {
             "team" => self.alice.team.clone(),
             "app" => "web".into(),
-            "version" => "1".into(),
+            "version" | "number" => "1".into(),
             "user_id" => self.alice.id.to_string(),
             "slug" => self.bob_team.clone(),
             // No token, join token or node needs to exist for the requests below.

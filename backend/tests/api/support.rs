@@ -93,6 +93,13 @@ impl TestApp {
             streams_per_user: 16,
             team_quota: gantry_common::quotas::QuotaLimits::DEFAULT,
             metrics_token: None,
+            git_dir: registry_dir.path().join("git"),
+            git_max_push_bytes: 1 << 30,
+            builds: gantry_backend::config::BuildLimits {
+                timeout_seconds: 900,
+                cpu_millis: 2000,
+                memory_mib: 1536,
+            },
         };
         tweak(&mut config);
         Self::start(config, registry_dir).await

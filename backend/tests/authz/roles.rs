@@ -196,6 +196,14 @@ fn cases(w: &World) -> Vec<Case> {
         case(Member, "PUT autoscaling", Method::PUT, format!("{web}/autoscaling"),
              Some(json!({"min": 1, "max": 4, "target_cpu_percent": 60})), ok, Some(check_autoscaling_on)),
         case(Member, "DELETE autoscaling", Method::DELETE, format!("{web}/autoscaling"), None, gone, None),
+        case(Viewer, "GET build settings", Method::GET, format!("{web}/build-settings"), None, ok, Some(check_build_settings)),
+        case(Member, "PUT build settings", Method::PUT, format!("{web}/build-settings"),
+             Some(json!({"deploy_branch": "prod", "build_args": {"NPM_TOKEN": SECRET_VALUE}})), ok, Some(check_build_settings_set)),
+        case(Viewer, "GET builds", Method::GET, format!("{web}/builds"), None, ok, Some(check_no_builds)),
+        // No push has been built: past the access check, there is no build 1.
+        case(Viewer, "GET build 1", Method::GET, format!("{web}/builds/1"), None, StatusCode::NOT_FOUND, None),
+        case(Member, "POST build cancel", Method::POST, format!("{web}/builds/1/cancel"), Some(json!({})),
+             StatusCode::NOT_FOUND, None),
         case(Member, "POST rollback (to v1)", Method::POST, format!("{web}/rollback"), Some(json!({"version": 1})), created, Some(check_rolled_back)),
         case(Admin, "DELETE app", Method::DELETE, format!("{team}/apps/doomed"), None, gone, None),
         case(Admin, "GET audit", Method::GET, format!("{team}/audit"), None, ok, Some(check_audit)),
@@ -212,6 +220,23 @@ fn cases(w: &World) -> Vec<Case> {
         case(Admin, "DELETE member (a member)", Method::DELETE, member_path(w.to_remove.id), None, gone, None),
         case(Owner, "DELETE member (an owner)", Method::DELETE, member_path(w.owner_to_remove.id), None, gone, None),
     ]
+}
+
+fn check_build_settings(_: Role, body: &Value) {
+    let remote = body["remote_url"].as_str().unwrap_or_default();
+    assert!(remote.ends_with(&format!("/git/{TEAM}/web.git")), "{body}");
+    assert_eq!(body["deploy_branch"], "main", "{body}");
+}
+
+/// Build args' values are never shown: only their names.
+fn check_build_settings_set(_: Role, body: &Value) {
+    assert_eq!(body["deploy_branch"], "prod", "{body}");
+    assert_eq!(body["build_arg_names"], json!(["NPM_TOKEN"]), "{body}");
+    assert!(!body.to_string().contains(SECRET_VALUE), "{body}");
+}
+
+fn check_no_builds(_: Role, body: &Value) {
+    assert_eq!(body, &json!([]));
 }
 
 fn check_registry_usage(_: Role, body: &Value) {
@@ -494,10 +519,10 @@ async fn role_table(role: Role, via: Via) {
         Role::Owner => 0,
         Role::Admin => 4,
         Role::Member => 10,
-        Role::Viewer => 24,
+        Role::Viewer => 26,
     };
     assert_eq!(refused, expected_refusals, "{role:?}: refusals");
-    assert_eq!(allowed + refused, 44);
+    assert_eq!(allowed + refused, 49);
 }
 
 #[tokio::test]

@@ -11,8 +11,8 @@ use crate::support::{TestApp, TestUser};
 
 const CONFIG_SECRET: &str = "hunter2-do-not-leak";
 
-/// Alice's team (her personal one) with app `secret-app`, deployed twice (releases 1 and 2) and
-/// with a config var; alice also owns a second team, `alice-side`. Bob has only his own team.
+/// Alice's team (her personal one) with app `secret-app`, deployed twice (releases 1 and 2),
+/// with a config var and a build; alice also owns a second team, `alice-side`. Bob has only his own team.
 struct Tenants {
     app: TestApp,
     alice: TestUser,
@@ -36,6 +36,18 @@ async fn tenants() -> Tenants {
     for image in ["gantry-hello:1", "gantry-hello:2"] {
         alice.deploy(&alice.team, "secret-app", image).await;
     }
+    // Build 1 of the app, as a failed push leaves it (a real push needs git and an engine:
+    // the e2e suite), so the build routes have something to hide.
+    sqlx::query(
+        "INSERT INTO builds (team_id, app_id, number, status, commit_id, branch, dockerfile,
+             actor, finished_at)
+         SELECT team_id, id, 1, 'failed', repeat('a', 40), 'main', 'Dockerfile', 'alice', now()
+         FROM apps WHERE name = 'secret-app' AND team_id = (SELECT id FROM teams WHERE slug = $1)",
+    )
+    .bind(&alice.team)
+    .execute(&app.db)
+    .await
+    .expect("seed a build");
     // Bob has an app of the same name, so a 404 cannot come from a missing name alone.
     bob.create_app(&bob.team, "secret-app").await;
     Tenants { app, alice, bob }
@@ -64,7 +76,7 @@ fn routes_of(
             let path = op.path_with(|name| match name {
                 "team" => team.to_owned(),
                 "app" => "secret-app".to_owned(),
-                "version" | "id" => "1".to_owned(),
+                "version" | "id" | "number" => "1".to_owned(),
                 "user_id" => target.id.to_string(),
                 other => panic!("{}: no value for {{{other}}}", op.describe()),
             });

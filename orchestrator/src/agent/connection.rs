@@ -22,10 +22,11 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::Connector;
 
+use super::build::Builds;
 use super::identity::{self, Identity};
 use super::logs::LogShipper;
 use super::{AgentConfig, Desired, Observed};
-use crate::runtime::Capacity;
+use crate::runtime::{Capacity, ContainerRuntime};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -102,7 +103,7 @@ fn tls_connector() -> anyhow::Result<Connector> {
 }
 
 /// What a session passes between the server and the agent's other tasks.
-pub struct Channels {
+pub struct Channels<R> {
     /// Desired sets from the server, to the converger.
     pub desired: watch::Sender<Desired>,
     /// Observations from the converger, to the server.
@@ -111,13 +112,17 @@ pub struct Channels {
     pub logs: LogShipper,
     /// The containers' usage from the sampler, to the server.
     pub usage: watch::Receiver<Vec<InstanceUsage>>,
+    /// The node's builds: orders from the server start and cancel them.
+    pub builds: Builds<R>,
+    /// The builds' output and outcomes, to the server.
+    pub build_out: tokio::sync::mpsc::Receiver<AgentMessage>,
 }
 
-pub async fn connect_forever(
+pub async fn connect_forever<R: ContainerRuntime>(
     config: &AgentConfig,
     mut identity: Identity,
     capacity: Capacity,
-    mut channels: Channels,
+    mut channels: Channels<R>,
 ) -> anyhow::Result<()> {
     let url = connect_url(&config.server)?;
     let connector = if url.starts_with("wss://") {
@@ -155,18 +160,20 @@ struct Link<'a> {
     connector: Option<Connector>,
 }
 
-async fn session(
+async fn session<R: ContainerRuntime>(
     config: &AgentConfig,
     identity: &mut Identity,
     link: Link<'_>,
     capacity: Capacity,
-    channels: &mut Channels,
+    channels: &mut Channels<R>,
 ) -> Ended {
     let Channels {
         desired,
         observed,
         logs,
         usage,
+        builds,
+        build_out,
     } = channels;
     let url = link.url;
     let mut request = match url.into_client_request() {
@@ -233,31 +240,52 @@ async fn session(
         config,
         identity,
         (&mut tx, &mut rx),
-        desired,
-        observed,
-        logs,
-        usage,
+        Relayed {
+            desired,
+            observed,
+            logs,
+            usage,
+            builds,
+            build_out,
+        },
     )
     .await;
     logs.disconnected();
+    // The server fails the builds of a node it lost; their results would go nowhere.
+    builds.cancel_all();
     ended
 }
 
+/// The session's ends of the agent's channels.
+struct Relayed<'a, R> {
+    desired: &'a watch::Sender<Desired>,
+    observed: &'a mut watch::Receiver<Observed>,
+    logs: &'a LogShipper,
+    usage: &'a mut watch::Receiver<Vec<InstanceUsage>>,
+    builds: &'a Builds<R>,
+    build_out: &'a mut tokio::sync::mpsc::Receiver<AgentMessage>,
+}
+
 /// Relays messages both ways until the connection ends.
-async fn relay<Tx, Rx>(
+async fn relay<Tx, Rx, R: ContainerRuntime>(
     config: &AgentConfig,
     identity: &mut Identity,
     (tx, rx): (&mut Tx, &mut Rx),
-    desired: &watch::Sender<Desired>,
-    observed: &mut watch::Receiver<Observed>,
-    logs: &LogShipper,
-    usage: &mut watch::Receiver<Vec<InstanceUsage>>,
+    channels: Relayed<'_, R>,
 ) -> Ended
 where
     Tx: SinkExt<Message> + Unpin,
     Tx::Error: std::error::Error + Send + Sync + 'static,
     Rx: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
+    let Relayed {
+        desired,
+        observed,
+        logs,
+        usage,
+        builds,
+        build_out,
+    } = channels;
     let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECONDS));
     let mut last_heard = Instant::now();
     loop {
@@ -292,6 +320,11 @@ where
                     }
                     Ok(ServerMessage::LogCursors { instances }) => logs.set_cursors(instances),
                     Ok(ServerMessage::LogsAck { instances }) => logs.ack(&instances),
+                    Ok(ServerMessage::Build { order }) => {
+                        tracing::info!(build.id = %order.build, "building {}", order.image);
+                        builds.start(order);
+                    }
+                    Ok(ServerMessage::CancelBuild { build }) => builds.cancel(build),
                     Err(e) => {
                         return Ended::Refused(format!(
                             "the server sent a message this agent (protocol {PROTOCOL_VERSION}) does not understand: {e}; upgrade the agent"
@@ -316,6 +349,11 @@ where
                 }
                 let instances = usage.borrow_and_update().clone();
                 if let Err(e) = send(tx, &AgentMessage::Usage { instances }).await {
+                    return Ended::Dropped(e);
+                }
+            }
+            Some(message) = build_out.recv() => {
+                if let Err(e) = send(tx, &message).await {
                     return Ended::Dropped(e);
                 }
             }

@@ -9,6 +9,7 @@
 //! They are independent on purpose: when the server is unreachable the converger keeps the
 //! containers running (and restarting crashed ones) with the last desired set it had.
 
+pub mod build;
 pub mod connection;
 pub mod converge;
 pub mod identity;
@@ -102,15 +103,25 @@ pub async fn run<R: ContainerRuntime>(config: AgentConfig, runtime: Arc<R>) -> a
         usage_tx,
     ));
     let following = tokio::spawn(logs::follow_containers(
-        runtime,
+        runtime.clone(),
         shipper.clone(),
         on_node_rx,
     ));
+    let link = build::ServerLink {
+        base: config.server.clone(),
+        credential: identity.credential.clone(),
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()?,
+    };
+    let (builds, build_out) = build::Builds::new(runtime, link);
     let channels = connection::Channels {
         desired: desired_tx,
         observed: observed_rx,
         logs: shipper,
         usage: usage_rx,
+        builds,
+        build_out,
     };
     let result = connection::connect_forever(&config, identity, capacity, channels).await;
     converging.abort();

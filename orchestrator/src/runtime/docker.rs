@@ -20,9 +20,10 @@ use bollard::models::{
     HostConfig, HostConfigLogConfig, NetworkCreateRequest, PortBinding, PortMap,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    ListNetworksOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
-    StartContainerOptions, StatsOptions, StopContainerOptions,
+    BuildImageOptionsBuilder, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
+    ListContainersOptions, ListNetworksOptions, LogsOptions, PushImageOptionsBuilder,
+    RemoveContainerOptions, RemoveImageOptions, StartContainerOptions, StatsOptions,
+    StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
@@ -32,8 +33,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{
-    Capacity, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, OutputLine,
-    RuntimeError, RuntimeResult, Usage,
+    BuildContext, BuildSpec, Capacity, ContainerInfo, ContainerRuntime, ContainerSpec,
+    ContainerStatus, OutputLine, RuntimeError, RuntimeResult, Usage,
 };
 
 /// Where bollard connects when `DOCKER_HOST` is unset (on Unix).
@@ -488,6 +489,136 @@ impl ContainerRuntime for DockerRuntime {
             .into_iter()
             .filter_map(Result::transpose)
             .collect()
+    }
+
+    fn build(
+        &self,
+        spec: BuildSpec,
+        context: BuildContext,
+    ) -> futures_util::stream::BoxStream<'static, RuntimeResult<String>> {
+        let docker = self.docker.clone();
+        forward(move |tx| async move {
+            let options = build_options(&spec);
+            let mut output =
+                docker.build_image(options, None, Some(bollard::body_try_stream(context)));
+            // The engine writes chunks that hold several lines, or part of one.
+            let mut pending = String::new();
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(info) => {
+                        if let Some(text) = info.stream.or(info.status) {
+                            pending.push_str(&text);
+                            while let Some(end) = pending.find('\n') {
+                                let line: String = pending.drain(..=end).collect();
+                                if tx.send(Ok(line.trim_end().to_owned())).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        let _ = tx.send(Err(engine_error(err))).await;
+                        return;
+                    }
+                }
+            }
+            if !pending.trim().is_empty() {
+                let _ = tx.send(Ok(pending.trim_end().to_owned())).await;
+            }
+        })
+    }
+
+    fn push(
+        &self,
+        image: &str,
+        user: &str,
+        secret: &PullSecret,
+    ) -> futures_util::stream::BoxStream<'static, RuntimeResult<String>> {
+        let docker = self.docker.clone();
+        let (name, tag) = split_image_ref(image);
+        let (name, tag) = (name.to_owned(), tag.unwrap_or("latest").to_owned());
+        let credentials = DockerCredentials {
+            username: Some(user.to_owned()),
+            password: Some(secret.0.clone()),
+            serveraddress: name.split('/').next().map(str::to_owned),
+            ..Default::default()
+        };
+        forward(move |tx| async move {
+            let options = PushImageOptionsBuilder::new().tag(&tag).build();
+            let mut progress = docker.push_image(&name, Some(options), Some(credentials));
+            while let Some(item) = progress.next().await {
+                let line = match item {
+                    // Per-layer progress bars are noise in a log; what each layer ended as,
+                    // and the digest, are not.
+                    Ok(info) if info.progress_detail.is_some() || info.progress.is_some() => {
+                        continue
+                    }
+                    Ok(info) => match info.status {
+                        Some(status) => Ok(status),
+                        None => continue,
+                    },
+                    Err(err) => Err(engine_error(err)),
+                };
+                let failed = line.is_err();
+                if tx.send(line).await.is_err() || failed {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+/// The engine's build parameters for a spec: no cache from pulls (nothing is pulled that the
+/// node does not have), intermediate containers removed even on failure, limits always set.
+fn build_options(spec: &BuildSpec) -> bollard::query_parameters::BuildImageOptions {
+    // The API takes bytes as a 32-bit number.
+    let memory = (i64::from(spec.memory_mib) * MIB).min(i64::from(i32::MAX)) as i32;
+    let period = 100_000;
+    let quota = (i64::from(spec.cpu_millis) * i64::from(period) / 1000).max(1000) as i32;
+    BuildImageOptionsBuilder::new()
+        .dockerfile(&spec.dockerfile)
+        .t(&spec.tag)
+        .rm(true)
+        .forcerm(true)
+        .memory(memory)
+        .memswap(memory)
+        .cpuperiod(period)
+        .cpuquota(quota)
+        .networkmode(&spec.network)
+        .buildargs(
+            &spec
+                .build_args
+                .0
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+        .build()
+}
+
+/// A stream fed by a task: the task ends (and drops what it drives, which cancels an engine
+/// request) once the stream is dropped and it next sends.
+fn forward<F, Fut>(work: F) -> futures_util::stream::BoxStream<'static, RuntimeResult<String>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<RuntimeResult<String>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let task = tokio::spawn(work(tx));
+    let abort = task.abort_handle();
+    let stream =
+        futures_util::stream::unfold((rx, AbortOnDrop(abort)), |(mut rx, guard)| async move {
+            rx.recv().await.map(|item| (item, (rx, guard)))
+        });
+    Box::pin(stream)
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

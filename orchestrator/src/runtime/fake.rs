@@ -240,6 +240,29 @@ impl ContainerRuntime for FakeRuntime {
             .cloned()
             .collect())
     }
+
+    // The agent's unit tests do not build: the e2e tests build on the real engine.
+    fn build(
+        &self,
+        _spec: super::BuildSpec,
+        _context: super::BuildContext,
+    ) -> futures_util::stream::BoxStream<'static, RuntimeResult<String>> {
+        unsupported("build images")
+    }
+
+    fn push(
+        &self,
+        _image: &str,
+        _user: &str,
+        _secret: &gantry_common::agent::PullSecret,
+    ) -> futures_util::stream::BoxStream<'static, RuntimeResult<String>> {
+        unsupported("push images")
+    }
+}
+
+fn unsupported(what: &str) -> futures_util::stream::BoxStream<'static, RuntimeResult<String>> {
+    let error = RuntimeError::Engine(format!("the fake engine does not {what}"));
+    Box::pin(futures_util::stream::once(async move { Err(error) }))
 }
 
 fn fake_image_id(inner: &Inner, image: &str) -> String {

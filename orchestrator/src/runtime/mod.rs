@@ -31,6 +31,26 @@ pub mod labels {
     pub const RELEASE: &str = "gantry.release";
 }
 
+/// What to build: [`ContainerRuntime::build`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The Dockerfile's path in the context.
+    pub dockerfile: String,
+    /// The image to tag: `<registry>/<team>/<app>:<tag>`.
+    pub tag: String,
+    /// Secret (they may be): `Debug` shows the names only.
+    pub build_args: Env,
+    /// Each step's container gets at most this much CPU and memory.
+    pub cpu_millis: u32,
+    pub memory_mib: u32,
+    /// The network the steps' containers join (by name). No labels are added: the classic
+    /// builder makes each label a step of its own, a container and a layer.
+    pub network: String,
+}
+
+/// A build context: a tar stream.
+pub type BuildContext = BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
+
 /// How to run one tenant container. The runtime adds the hardening itself (no privileges, all
 /// capabilities dropped but `NET_BIND_SERVICE` for ports below 1024, `no-new-privileges`, no
 /// mounts), so a caller cannot forget it.
@@ -198,4 +218,22 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         key: &str,
         value: &str,
     ) -> impl Future<Output = RuntimeResult<Vec<ContainerInfo>>> + Send;
+
+    /// Builds `spec.tag` from a tar context: the output lines as the engine writes them; an
+    /// error item is the build's failure (and the last item). Dropping the stream cancels the
+    /// build (the engine stops it when its client goes).
+    fn build(
+        &self,
+        spec: BuildSpec,
+        context: BuildContext,
+    ) -> BoxStream<'static, RuntimeResult<String>>;
+
+    /// Pushes `image` to its registry with `user` and `secret`: the lines worth showing
+    /// (a layer pushed, the digest), an error item on failure. Dropping the stream cancels it.
+    fn push(
+        &self,
+        image: &str,
+        user: &str,
+        secret: &PullSecret,
+    ) -> BoxStream<'static, RuntimeResult<String>>;
 }

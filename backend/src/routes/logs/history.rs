@@ -26,7 +26,10 @@ pub struct HistoryQuery {
     /// Only lines of this release version.
     #[param(minimum = 1, maximum = 2147483647)]
     release: Option<u32>,
-    /// Only `stdout`, `stderr` or `event` lines.
+    /// Only the log of this build (its number): `stream=build` lines.
+    #[param(minimum = 1, maximum = 2147483647)]
+    build: Option<u32>,
+    /// Only `stdout`, `stderr`, `event` or `build` lines.
     #[param(max_length = 6)]
     stream: Option<String>,
     /// Lines that contain this text, whatever its case; when it begins with a letter or digit,
@@ -65,6 +68,7 @@ pub async fn list(
     let mut filter = RawFilter {
         instance: query.instance.as_deref(),
         release: query.release,
+        build: query.build,
         stream: query.stream.as_deref(),
         q: query.q.as_deref(),
     }

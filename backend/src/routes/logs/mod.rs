@@ -21,6 +21,7 @@ pub struct RawFilter<'a> {
     pub release: Option<u32>,
     pub stream: Option<&'a str>,
     pub q: Option<&'a str>,
+    pub build: Option<u32>,
 }
 
 impl RawFilter<'_> {
@@ -37,7 +38,9 @@ impl RawFilter<'_> {
             .stream
             .map(|s| {
                 LogStream::parse(s).ok_or_else(|| {
-                    bad_request(format!("stream {s:?} is not one of stdout, stderr, event"))
+                    bad_request(format!(
+                        "stream {s:?} is not one of stdout, stderr, event, build"
+                    ))
                 })
             })
             .transpose()?;
@@ -52,6 +55,7 @@ impl RawFilter<'_> {
             instance,
             release: self.release,
             stream,
+            build: self.build,
             q: self.q.filter(|q| !q.is_empty()).map(str::to_owned),
             ..Filter::default()
         })

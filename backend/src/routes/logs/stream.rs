@@ -39,7 +39,10 @@ pub struct StreamQuery {
     /// Only lines of this release version.
     #[param(minimum = 1, maximum = 2147483647)]
     release: Option<u32>,
-    /// Only `stdout`, `stderr` or `event` lines.
+    /// Only the log of this build (its number): `stream=build` lines.
+    #[param(minimum = 1, maximum = 2147483647)]
+    build: Option<u32>,
+    /// Only `stdout`, `stderr`, `event` or `build` lines.
     #[param(max_length = 6)]
     stream: Option<String>,
     /// Lines that contain this text, whatever its case; when it begins with a letter or digit,
@@ -81,6 +84,7 @@ pub async fn stream(
     let filter = RawFilter {
         instance: query.instance.as_deref(),
         release: query.release,
+        build: query.build,
         stream: query.stream.as_deref(),
         q: query.q.as_deref(),
     }
@@ -100,6 +104,7 @@ pub async fn stream(
 fn matches(filter: &Filter, item: &LogItem) -> bool {
     filter.instance.is_none_or(|i| item.instance == Some(i))
         && filter.release.is_none_or(|r| item.release == Some(r))
+        && filter.build.is_none_or(|b| item.build == Some(b))
         && filter.stream.is_none_or(|s| item.stream == s)
         && filter
             .q
@@ -264,6 +269,7 @@ mod tests {
             ts: OffsetDateTime::UNIX_EPOCH,
             instance: Some(Uuid::from_u128(instance)),
             release: Some(release),
+            build: None,
             stream,
             line: line.into(),
         }
