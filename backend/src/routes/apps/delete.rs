@@ -53,5 +53,7 @@ pub async fn delete(
         }
     }
     state.routes.notify_one();
+    // Its git repository goes too; a build under way fails at its release (the app is gone).
+    state.git.remove_repo(app.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
