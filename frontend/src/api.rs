@@ -12,6 +12,7 @@ use gantry_common::api::{
     Credentials, Me, Member, PatchConfig, SessionInfo, UpdateMember,
 };
 use gantry_common::autoscaling::Autoscaling;
+use gantry_common::builds::{BuildSettings, BuildStatus};
 use gantry_common::cluster::Node;
 use gantry_common::releases::{
     Analysis, AnalysisFigures, CanaryStep, ReleaseStatus, Rollback, Strategy,
@@ -421,9 +422,12 @@ pub struct LogLine {
     pub ts: String,
     pub instance: Option<String>,
     pub release: Option<u32>,
-    /// `stdout`, `stderr` or `event`.
+    /// `stdout`, `stderr`, `event` or `build`.
     pub stream: String,
     pub line: String,
+    /// The build (its number) a `build` line belongs to.
+    #[serde(default)]
+    pub build: Option<u32>,
 }
 
 /// A page of history (`gantry_common::logs::LogPage`).
@@ -495,6 +499,104 @@ pub async fn log_history(
         path.push_str(&format!("&before={}", seg(before)));
     }
     get(&path).await
+}
+
+// ---- builds ----
+
+/// A build as the dashboard shows it (`gantry_common::builds::Build`, with times as text): one
+/// copy for the list and the detail page, one deserializer in the wasm.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct BuildView {
+    pub number: u32,
+    pub status: BuildStatus,
+    /// The full commit id.
+    pub commit: String,
+    pub branch: String,
+    pub dockerfile: String,
+    pub image: Option<String>,
+    pub release: Option<u32>,
+    pub message: Option<String>,
+    pub node: Option<String>,
+    pub created_by: String,
+    /// RFC 3339, in UTC.
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_seconds: Option<f64>,
+}
+
+/// `gantry_common::builds::BuildDetail` with times as text.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct BuildDetailView {
+    pub build: BuildView,
+    /// Oldest first.
+    pub log: Vec<BuildLineView>,
+    /// Older lines were left out.
+    pub truncated: bool,
+}
+
+/// A line of a build's log (`gantry_common::builds::BuildLine`, time as text).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct BuildLineView {
+    pub ts: String,
+    pub line: String,
+}
+
+pub async fn build_settings(team: &str, app: &str) -> ApiResult<BuildSettings> {
+    get(&format!("{}/build-settings", app_path(team, app))).await
+}
+
+/// `gantry_common::builds::SetBuildSettings` with plain strings: the server checks them (422 with
+/// the reason), which leaves the shared validation code out of the wasm.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SetBuildSettingsBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy_branch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// Replaces all build args (`{}` removes them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_args: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Changes the deploy branch, Dockerfile path or build args (an absent field keeps its value);
+/// 403 for viewers, 422 with the reason for a bad value.
+pub async fn set_build_settings(
+    team: &str,
+    app: &str,
+    body: &SetBuildSettingsBody,
+) -> ApiResult<BuildSettings> {
+    let path = format!("{}/build-settings", app_path(team, app));
+    request(Method::Put, &path, Some(body)).await
+}
+
+/// The newest builds first (at most 50).
+pub async fn builds(team: &str, app: &str) -> ApiResult<Vec<BuildView>> {
+    get(&format!("{}/builds", app_path(team, app))).await
+}
+
+pub async fn build(team: &str, app: &str, number: u32) -> ApiResult<BuildDetailView> {
+    get(&format!("{}/builds/{number}", app_path(team, app))).await
+}
+
+/// Cancels a queued or running build; 409 once it has finished, 403 for viewers.
+pub async fn cancel_build(team: &str, app: &str, number: u32) -> ApiResult<BuildView> {
+    let path = format!("{}/builds/{number}/cancel", app_path(team, app));
+    request(Method::Post, &path, None::<&()>).await
+}
+
+/// The live log of build `number`: its last `tail` lines, then new ones (`LogFrame`s).
+pub fn build_log_stream_path(team: &str, app: &str, number: u32, tail: u32) -> String {
+    format!(
+        "{}/logs/stream?build={number}&tail={tail}",
+        app_path(team, app)
+    )
+}
+
+/// The app's build lines from now on, whichever build: the builds page reloads its list when
+/// one it does not know as running writes.
+pub fn builds_stream_path(team: &str, app: &str) -> String {
+    format!("{}/logs/stream?stream=build&tail=0", app_path(team, app))
 }
 
 // ---- metrics ----

@@ -64,6 +64,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/teams/:team/apps") view=pages::apps::Apps/>
                 <Route path=path!("/teams/:team/apps/:app") view=pages::app_detail::AppDetail/>
                 <Route path=path!("/teams/:team/apps/:app/logs") view=pages::app_logs::AppLogs/>
+                <Route path=path!("/teams/:team/apps/:app/builds") view=pages::app_builds::AppBuilds/>
+                <Route path=path!("/teams/:team/apps/:app/builds/:number") view=pages::app_build::AppBuild/>
                 <Route path=path!("/teams/:team/members") view=pages::members::Members/>
             </Routes>
         </Router>

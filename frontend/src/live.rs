@@ -21,6 +21,17 @@ pub fn follow(
     on_text: impl Fn(String) + Clone + 'static,
     on_close: impl Fn(u16, String) + Clone + 'static,
 ) {
+    // One copy of the socket code in the wasm for every page that follows a stream (it has a
+    // size budget): the handlers go in as trait objects.
+    follow_dyn(path, std::rc::Rc::new(on_text), std::rc::Rc::new(on_close));
+}
+
+#[cfg(feature = "hydrate")]
+fn follow_dyn(
+    path: Signal<String>,
+    on_text: std::rc::Rc<dyn Fn(String)>,
+    on_close: std::rc::Rc<dyn Fn(u16, String)>,
+) {
     use wasm_bindgen::prelude::*;
     use web_sys::{CloseEvent, MessageEvent, WebSocket};
 

@@ -38,6 +38,8 @@ pub struct Start {
     pub app_name: String,
     pub actor: Actor,
     pub commit: String,
+    /// Where the push found the branch (zeros for a new branch).
+    pub old: String,
     pub branch: String,
     pub dockerfile: String,
     /// Secret: they reach the engine, never a log.
@@ -205,6 +207,19 @@ async fn drive(out: &Output<'_>, start: &Start, handles: Handles) -> Ended {
         turn = queue.lock_owned() => turn,
         () = cancel.cancelled() => return Ended::cancelled("cancelled while queued"),
     };
+    // Pushes of one branch queue up; one that waited behind another whose push moved the
+    // branch would be refused by git after its build: it stops now instead.
+    let git_ref = format!("refs/heads/{}", start.branch);
+    match state.git.tip(row.app_id, &git_ref).await {
+        Ok(tip) if same_tip(tip.as_deref(), &start.old) => {}
+        Ok(_) => {
+            return Ended::failed(format!(
+                "{} moved while this build waited (another push was built first): pull, then push again",
+                start.branch
+            ))
+        }
+        Err(e) => return Ended::failed(format!("the repository could not be read: {e:#}")),
+    }
     let node = match choose_node(state).await {
         Ok(Some(node)) => node,
         Ok(None) => {
@@ -251,6 +266,7 @@ async fn drive(out: &Output<'_>, start: &Start, handles: Handles) -> Ended {
         return Ended::failed(format!("node {} could not be reached", node.name));
     }
     let deadline = tokio::time::Instant::now() + timeout + TIMEOUT_SLACK;
+    tracing::info!(build.id = %row.id, app.id = %row.app_id, "build {} ordered from node {}", row.number, node.name);
     let outcome = loop {
         tokio::select! {
             report = from_agent.recv() => match report {
@@ -271,6 +287,13 @@ async fn drive(out: &Output<'_>, start: &Start, handles: Handles) -> Ended {
             }
         }
     };
+    // The kind only: an engine's message may quote a build arg.
+    let kind = match &outcome {
+        BuildOutcome::Pushed { .. } => "pushed",
+        BuildOutcome::Failed { .. } => "failed",
+        BuildOutcome::Cancelled => "cancelled",
+    };
+    tracing::info!(build.id = %row.id, "build {} ended on node {}: {kind}", row.number, node.name);
     match outcome {
         BuildOutcome::Pushed { .. } => release(state, start, row, &image).await,
         BuildOutcome::Failed { reason } => Ended::failed(mask::mask(&reason, &out.secrets)),
@@ -334,6 +357,14 @@ async fn release(state: &AppState, start: &Start, row: &BuildRow, image: &str) -
     }
 }
 
+/// Whether a branch is still where a push found it (`old` all zeros: it did not exist).
+fn same_tip(now: Option<&str>, old: &str) -> bool {
+    match now {
+        Some(tip) => tip == old,
+        None => old.bytes().all(|b| b == b'0'),
+    }
+}
+
 /// The node to build on, among the embedded cluster's connected nodes.
 async fn choose_node(state: &AppState) -> sqlx::Result<Option<Candidate>> {
     #[derive(sqlx::FromRow)]
@@ -361,4 +392,19 @@ async fn choose_node(state: &AppState) -> sqlx::Result<Option<Candidate>> {
         })
         .collect();
     Ok(pick(&candidates).cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_branch_moved_since_the_push_is_not_built() {
+        let (a, b, zero) = ("a".repeat(40), "b".repeat(40), "0".repeat(40));
+        assert!(same_tip(Some(&a), &a));
+        assert!(!same_tip(Some(&b), &a));
+        assert!(same_tip(None, &zero));
+        assert!(!same_tip(Some(&a), &zero));
+        assert!(!same_tip(None, &a));
+    }
 }

@@ -109,6 +109,10 @@ async fn run() -> anyhow::Result<bool> {
         }
     }
     let (build, stored) = plan(&updates, &deploy_ref);
+    let old = updates
+        .iter()
+        .find(|u| u.name == deploy_ref)
+        .map_or(String::new(), |u| u.old.clone());
     let branch = deploy_ref
         .strip_prefix("refs/heads/")
         .unwrap_or(&deploy_ref);
@@ -131,7 +135,7 @@ async fn run() -> anyhow::Result<bool> {
     let stdout = archive.stdout.take().expect("stdout is piped");
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(stdout));
     let response = reqwest::Client::new()
-        .post(format!("{url}?commit={commit}"))
+        .post(format!("{url}?commit={commit}&old={old}"))
         .bearer_auth(&secret)
         .body(body)
         .send()

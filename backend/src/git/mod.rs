@@ -121,6 +121,21 @@ impl Git {
         }
     }
 
+    /// Where `git_ref` of the app's repository points now; `None` when it does not exist.
+    pub async fn tip(&self, app_id: Uuid, git_ref: &str) -> anyhow::Result<Option<String>> {
+        let path = self.repos_dir().join(Self::repo_name(app_id));
+        let output = cgi::git_command()
+            .arg("--git-dir")
+            .arg(&path)
+            .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
+            .arg(git_ref)
+            .output()
+            .await
+            .context("failed to run git")?;
+        let tip = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        Ok(output.status.success().then_some(tip))
+    }
+
     /// Removes an app's repository (the app is deleted).
     pub async fn remove_repo(&self, app_id: Uuid) {
         let path = self.repos_dir().join(Self::repo_name(app_id));

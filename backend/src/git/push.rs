@@ -104,6 +104,8 @@ impl Pushes {
 #[derive(Deserialize)]
 pub struct HookQuery {
     commit: String,
+    /// Where the push found the branch (zeros: a new branch).
+    old: String,
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
@@ -115,7 +117,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-/// `POST /git/-/hooks/{push}?commit=<id>`: builds the commit (the body is its tar) and streams
+/// `POST /git/-/hooks/{push}?commit=<id>&old=<id>`: builds the commit (the body is its tar) and streams
 /// the build's output back.
 pub async fn build(
     State(state): State<AppState>,
@@ -135,8 +137,11 @@ pub async fn build(
     let Some(session) = session else {
         return refuse(StatusCode::NOT_FOUND, "no such push");
     };
-    if !is_commit_id(&query.commit) {
-        return refuse(StatusCode::BAD_REQUEST, "commit must be a full commit id");
+    if !is_commit_id(&query.commit) || !is_commit_id(&query.old) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "commit and old must be full commit ids",
+        );
     }
     let upload = state
         .git
@@ -156,6 +161,7 @@ pub async fn build(
             label: session.actor.label.clone(),
         },
         commit: query.commit,
+        old: query.old,
         branch: session.branch.clone(),
         dockerfile: session.dockerfile.clone(),
         build_args: session.build_args.clone(),

@@ -1,4 +1,5 @@
-//! `/teams/:team/apps/:app`: an app's URL, image and rollout, the live rollout panel
+//! `/teams/:team/apps/:app`: an app's URL, image and rollout, links to its logs and builds
+//! (`app_logs`, `app_builds`: deploying with `git push`), the live rollout panel
 //! (`app_rollout`), its instances, releases (with rollback), settings, rollout strategy
 //! (`app_strategy`), autoscaling (`app_autoscaling`) and config vars. Viewers see settings and
 //! strategy read-only, config names with masked values, and no rollback, rollout actions or
@@ -91,6 +92,7 @@ pub fn AppDetail() -> impl IntoView {
             <div class="head">
                 <h1>{move || name.get()}</h1>
                 <a class="button" data-test="logs-link" href=move || format!("/teams/{}/apps/{}/logs", team.get(), name.get())>"Logs"</a>
+                <a class="button" data-test="builds-link" href=move || format!("/teams/{}/apps/{}/builds", team.get(), name.get())>"Builds"</a>
                 <button type="button" data-test="refresh" on:click=move |_| bump(tick)>"Refresh"</button>
             </div>
             {body}

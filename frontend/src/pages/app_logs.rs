@@ -138,6 +138,9 @@ fn line_view(l: &LogLine) -> impl IntoView {
     let time = l.ts.get(11..23).unwrap_or(&l.ts).to_owned();
     let source = match (&l.instance, l.release) {
         _ if l.stream == "event" => "gantry".to_owned(),
+        _ if l.stream == "build" => l
+            .build
+            .map_or_else(|| "build".into(), |n| format!("build {n}")),
         (Some(i), Some(r)) => format!("v{r} {}", i.get(..8).unwrap_or(i)),
         (Some(i), None) => i.get(..8).unwrap_or(i).to_owned(),
         (None, _) => String::new(),

@@ -1,6 +1,8 @@
 //! One component per page.
 
 pub mod app_autoscaling;
+pub mod app_build;
+pub mod app_builds;
 pub mod app_detail;
 pub mod app_logs;
 pub mod app_metrics;

@@ -125,7 +125,10 @@ async fn build<R: ContainerRuntime>(
         return failed(format!("the builds' network could not be made: {e}"));
     }
     let context = match fetch_context(link, &order.context_path).await {
-        Ok(context) => context,
+        Ok(context) => {
+            tracing::info!(build.id = %order.build, "build context arriving; building");
+            context
+        }
         Err(e) => return failed(format!("the build context could not be fetched: {e}")),
     };
     let spec = BuildSpec {
@@ -139,6 +142,7 @@ async fn build<R: ContainerRuntime>(
     if let Err(reason) = relay(order.build, runtime.build(spec, context), out).await {
         return failed(reason);
     }
+    tracing::info!(build.id = %order.build, "built {}; pushing it", order.image);
     let pushing = format!("Pushing {}", order.image);
     send_lines(order.build, vec![pushing], out).await;
     let mut digest = None;
@@ -160,6 +164,7 @@ async fn build<R: ContainerRuntime>(
         }
     }
     send_lines(order.build, seen, out).await;
+    tracing::info!(build.id = %order.build, "pushed {} ({digest:?})", order.image);
     match digest {
         Some(digest) => BuildOutcome::Pushed { digest },
         None => failed("the registry did not say which digest it stored".into()),
