@@ -87,8 +87,7 @@ impl Application {
             ..RouterConfig::default()
         });
         let log_hub = Arc::new(crate::logs::LogHub::default());
-        let git = crate::git::Git::open(&config.git_dir, config.git_max_push_bytes)
-            .context("failed to prepare the git directory (GANTRY_GIT_DIR)")?;
+        let git = crate::git::Git::open(&config.git_dir, config.git_max_push_bytes);
         let embedded = Arc::new(EmbeddedCluster::new(
             db.clone(),
             Sealer::new(&config.secret_key),

@@ -40,35 +40,51 @@ pub struct Git {
     /// The largest push accepted (git's request body), in bytes.
     pub max_push_bytes: u64,
     pub pushes: push::Pushes,
+    /// The directories are made and the hook linked at the first git request, so a server
+    /// that never serves one leaves nothing on disk.
+    prepared: tokio::sync::OnceCell<()>,
 }
 
 impl Git {
-    /// Makes the directories and links the hook to this binary (again at each start: the
-    /// binary may have moved).
-    pub fn open(dir: &Path, max_push_bytes: u64) -> anyhow::Result<Self> {
+    /// The git directory at `dir`. Contexts a server that stopped during builds left behind
+    /// are removed (those builds are failed).
+    pub fn open(dir: &Path, max_push_bytes: u64) -> Self {
         let git = Git {
             dir: dir.to_owned(),
             max_push_bytes,
             pushes: push::Pushes::default(),
+            prepared: tokio::sync::OnceCell::new(),
         };
-        for sub in [git.repos_dir(), git.hooks_dir(), git.contexts_dir()] {
-            std::fs::create_dir_all(&sub)
-                .with_context(|| format!("failed to create {}", sub.display()))?;
-        }
-        let exe = std::env::current_exe().context("failed to find this binary for the git hook")?;
-        let link = git.hooks_dir().join(hook::NAME);
-        let staged = git.hooks_dir().join(format!(".{}.new", hook::NAME));
-        let _ = std::fs::remove_file(&staged);
-        std::os::unix::fs::symlink(&exe, &staged)
-            .and_then(|()| std::fs::rename(&staged, &link))
-            .with_context(|| format!("failed to link the git hook {}", link.display()))?;
-        // Contexts left by a server that stopped during builds: those builds are failed.
         if let Ok(entries) = std::fs::read_dir(git.contexts_dir()) {
             for entry in entries.flatten() {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        Ok(git)
+        git
+    }
+
+    /// Makes the directories and links the hook to this binary (again at each start: the
+    /// binary may have moved).
+    async fn prepare(&self) -> anyhow::Result<()> {
+        self.prepared
+            .get_or_try_init(|| async {
+                for sub in [self.repos_dir(), self.hooks_dir(), self.contexts_dir()] {
+                    tokio::fs::create_dir_all(&sub)
+                        .await
+                        .with_context(|| format!("failed to create {}", sub.display()))?;
+                }
+                let exe = std::env::current_exe()
+                    .context("failed to find this binary for the git hook")?;
+                let link = self.hooks_dir().join(hook::NAME);
+                let staged = self
+                    .hooks_dir()
+                    .join(format!(".{}.{}", hook::NAME, Uuid::new_v4()));
+                std::os::unix::fs::symlink(&exe, &staged)
+                    .and_then(|()| std::fs::rename(&staged, &link))
+                    .with_context(|| format!("failed to link the git hook {}", link.display()))
+            })
+            .await
+            .map(|_| ())
     }
 
     pub fn repos_dir(&self) -> PathBuf {
@@ -91,6 +107,7 @@ impl Git {
     /// Makes the app's bare repository unless it exists. Made aside and moved into place, so a
     /// request never sees half a repository.
     pub async fn ensure_repo(&self, app_id: Uuid) -> anyhow::Result<()> {
+        self.prepare().await?;
         let path = self.repos_dir().join(Self::repo_name(app_id));
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(());
