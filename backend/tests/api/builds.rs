@@ -228,9 +228,10 @@ async fn the_git_remote_asks_for_credentials_and_hides_other_teams() {
     // The hooks' endpoint knows only pushes in progress, with their secret.
     let res = http
         .post(app.url(&format!(
-            "/git/-/hooks/{}?commit={}",
+            "/git/-/hooks/{}?commit={}&old={}",
             uuid::Uuid::new_v4(),
-            "a".repeat(40)
+            "a".repeat(40),
+            "0".repeat(40)
         )))
         .bearer_auth("guess")
         .body("tar")
