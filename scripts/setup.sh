@@ -92,7 +92,15 @@ ensure_chromium() {
     apt_install chromium chromium-driver
 }
 
+# git: apps' remotes run git's own `http-backend`, and the tests push with the git CLI.
+ensure_git() {
+    if command -v git >/dev/null; then return 0; fi
+    log "installing git"
+    apt_install git
+}
+
 ensure_all() {
     ensure_rust
     ensure_postgres
+    ensure_git
 }

@@ -156,6 +156,9 @@ pub struct Server {
     pub router_port: u16,
     /// The registry's blobs (removed with the server).
     pub registry_dir: tempfile::TempDir,
+    /// The apps' bare git repositories and build contexts (`GANTRY_GIT_DIR`): kept by
+    /// [`Server::restart`], as a real server's data directory is.
+    pub git_dir: std::sync::Arc<tempfile::TempDir>,
     /// How it was started, for [`Server::restart`].
     db_url: String,
     port: u16,
@@ -163,8 +166,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// `kill -9`, then the same server again: same database, ports and environment (a fresh
-    /// registry directory, as a new [`start_server`] has).
+    /// `kill -9`, then the same server again: same database, ports, environment and git
+    /// directory (a fresh registry directory, as a new [`start_server`] has).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         kill9(&self.process)?;
         let _ = self.process.child.wait().await;
@@ -173,7 +176,8 @@ impl Server {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        *self = start_server_with(&self.db_url, self.port, self.router_port, &env).await?;
+        let git_dir = std::sync::Arc::clone(&self.git_dir);
+        *self = start_server_in(&self.db_url, self.port, self.router_port, &env, git_dir).await?;
         Ok(())
     }
 }
@@ -191,6 +195,19 @@ pub async fn start_server_with(
     router_port: u16,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Server> {
+    let git_dir = tempfile::Builder::new()
+        .prefix("gantry-e2e-git-dir-")
+        .tempdir()?;
+    start_server_in(db_url, port, router_port, env, std::sync::Arc::new(git_dir)).await
+}
+
+async fn start_server_in(
+    db_url: &str,
+    port: u16,
+    router_port: u16,
+    env: &[(&str, &str)],
+    git_dir: std::sync::Arc<tempfile::TempDir>,
+) -> anyhow::Result<Server> {
     let mut cmd = gantry();
     cmd.envs(env.iter().copied());
     cmd.arg("server")
@@ -203,6 +220,7 @@ pub async fn start_server_with(
         .prefix("gantry-e2e-registry-")
         .tempdir()?;
     cmd.env("GANTRY_REGISTRY_DIR", registry_dir.path());
+    cmd.env("GANTRY_GIT_DIR", git_dir.path());
     let mut process = Running::spawn(cmd)?;
     process
         .wait_for_line("listening on", Duration::from_secs(60))
@@ -217,6 +235,7 @@ pub async fn start_server_with(
         process,
         router_port,
         registry_dir,
+        git_dir,
         db_url: db_url.to_owned(),
         port,
         env: env

@@ -4,10 +4,12 @@
 //! The binary is `$GANTRY_BIN` (set by `scripts/test`), else `target/debug/gantry`.
 //! [`browser`] adds headless Chromium for the dashboard's journeys; [`cluster`] adds agents,
 //! a platform admin's session and the docker CLI for the orchestrator's; [`load`] an open-loop
-//! load generator through the router, for the zero-downtime journeys.
+//! load generator through the router, for the zero-downtime journeys; [`git`] the git CLI
+//! against an app's remote, for the "git push deploys" journeys.
 
 pub mod browser;
 pub mod cluster;
+pub mod git;
 pub mod load;
 pub mod stage;
 

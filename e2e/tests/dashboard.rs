@@ -1016,3 +1016,186 @@ async fn an_admin_sets_a_canary_follows_it_live_and_promotes_it_while_a_viewer_w
     b.client.clone().close().await?;
     Ok(())
 }
+
+/// Deploying with `git push`, seen from the dashboard (issue 12): the app page links to its
+/// builds page, which shows the app's git remote with the commands to copy and the build
+/// settings; a build arg set there is shown by name only. A push from the real git CLI makes
+/// build 1 appear in the list without a reload; its page follows the log live while it runs
+/// (with Cancel for a member), then shows `succeeded`, the release it made and the stored log,
+/// which never holds the build arg's value.
+#[tokio::test]
+async fn a_push_shows_up_as_a_build_with_a_live_log() -> anyhow::Result<()> {
+    use gantry_e2e::cluster::CONVERGE;
+    use gantry_e2e::git::{remote_url, Repo};
+    use gantry_e2e::stage::Stage;
+    use serde_json::json;
+
+    const SECRET_VALUE: &str = "s3cr3t-build-arg";
+
+    let stage = Stage::start("gitdash", 1).await?;
+    let (base, admin) = (&stage.base, &stage.admin);
+    admin
+        .post(
+            &stage.apps_path(),
+            json!({"name": "web", "port": 8888, "replicas": 1, "cpu_millis": 100,
+                   "memory_mib": 32, "health_check_path": "/healthz"}),
+        )
+        .await?;
+    let token = admin
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "git", "team": admin.team, "role": "member"}),
+        )
+        .await?;
+    let secret = token["secret"].as_str().context("token secret")?;
+
+    let b = Browser::start(1440, 900).await?;
+    login(&b, base, &admin.email).await?;
+    let shots = screenshot_dir();
+    b.open(&format!("{base}/teams/{}/apps/web", admin.team))
+        .await?;
+    b.click("[data-test=builds-link]").await?;
+    let builds_path = format!("/teams/{}/apps/web/builds", admin.team);
+    b.wait_for_path(|p| p == builds_path).await?;
+
+    // The remote and what to type, with the credentials git will ask for.
+    let remote_path = format!("/git/{}/web.git", admin.team);
+    b.wait_for_text("#git-remote", &remote_path).await?;
+    let commands = b
+        .wait_for_text("#git-commands", "git push gantry main")
+        .await?;
+    assert!(
+        commands
+            .text()
+            .await?
+            .starts_with("git remote add gantry http"),
+        "{}",
+        commands.text().await?
+    );
+    b.wait_for_text("#git-credentials", "API token").await?;
+    b.wait_for_text(".empty", "No builds yet").await?;
+
+    // Build settings: a bad branch is refused in place; a build arg is shown by name only.
+    b.wait_for_text("[data-test=user-email]", &admin.email)
+        .await?;
+    b.fill("#build-branch", "a..b").await?;
+    b.click("#build-settings button[type=submit]").await?;
+    b.wait_for("#build-settings .error").await?;
+    b.fill("#build-branch", "main").await?;
+    b.fill("#build-args", &format!("GREETING_ARG={SECRET_VALUE}"))
+        .await?;
+    b.click("#build-settings button[type=submit]").await?;
+    b.wait_for_text("#build-settings .ok", "Saved").await?;
+    b.wait_for_text("#build-arg-names", "GREETING_ARG").await?;
+    assert_eq!(b.count("#build-settings .error").await?, 0);
+    let settings = admin
+        .get(&format!("{}/build-settings", stage.app_path("web")))
+        .await?;
+    assert_eq!(settings["build_arg_names"], json!(["GREETING_ARG"]));
+    assert!(!b.page_text().await.contains(SECRET_VALUE));
+    b.client.execute("window.scrollTo(0, 0)", vec![]).await?;
+    let builds_shot = b.screenshot(&shots, "app-builds").await?;
+
+    // A push: the build checks that the arg arrived, and takes a few seconds (a `scratch`
+    // image has no shell: the hello binary is the build's tool). The mark makes this run's
+    // steps new to the engine's build cache, so the build is not over at once.
+    let mark = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    );
+    let repo = Repo::with_hello(&format!(
+        "ENV BUILD_MARK={mark}\nARG GREETING_ARG\n\
+         RUN [\"/hello\", \"require-env\", \"GREETING_ARG\"]\n\
+         RUN [\"/hello\", \"sleep\", \"8\"]"
+    ))?;
+    let commit = repo.commit("first")?;
+    let remote = remote_url(base, &admin.email, secret, &admin.team, "web");
+    let mut push = repo.spawn_push(&remote, "main", gantry_e2e::git::PUSH_TIMEOUT);
+
+    let row = "[data-test=builds-table] tr[data-build='1']";
+    let journey = async {
+        // Build 1 appears without a reload, and its page follows it live.
+        b.wait_for_text_within(row, &commit[..12], CONVERGE).await?;
+        b.click(&format!("{row} a")).await?;
+        b.wait_for_path(|p| p == format!("{builds_path}/1")).await?;
+        b.wait_for_text("#build-stream", "live").await?;
+        b.wait_for("#build-cancel").await?;
+        b.wait_for_text("#build-commit", &commit[..12]).await?;
+        b.wait_for_text("#build-branch", "main").await?;
+        b.wait_for_text("#build-by", &admin.email).await?;
+        b.wait_for_text_within("#build-status", "running", CONVERGE)
+            .await?;
+        // A line has arrived.
+        b.wait_for_text_within("#build-log .logline", "", CONVERGE)
+            .await?;
+        let live_shot = b.screenshot(&shots, "app-build-live").await?;
+
+        // The outcome, without a reload: the stored log replaces the stream's.
+        b.wait_for_text_within("#build-status", "succeeded", 3 * CONVERGE)
+            .await?;
+        b.wait_for_text("#build-release", "v1").await?;
+        b.wait_for_count("#build-cancel", 0).await?;
+        assert_eq!(
+            b.texts("#build-stream").await?,
+            [""],
+            "the stream is closed"
+        );
+        assert!(b.count("#build-log .logline").await? > 0);
+        let log = b.texts("#build-log").await?.concat();
+        assert!(
+            !log.contains(SECRET_VALUE),
+            "a build arg's value in the log"
+        );
+        let done_shot = b.screenshot(&shots, "app-build-succeeded").await?;
+
+        let out = (&mut push).await??;
+        assert!(out.success(), "{out}");
+        assert!(out.text().contains("=== build 1 succeeded"), "{out}");
+
+        // The list says so too.
+        b.click_text(".crumbs a", "Builds").await?;
+        b.wait_for_text(&format!("{row} .badge"), "succeeded")
+            .await?;
+        b.wait_for_text(row, "v1").await?;
+        anyhow::Ok((live_shot, done_shot))
+    };
+    let (live_shot, done_shot) = match journey.await {
+        Ok(shots) => shots,
+        // Say what the API and the push say, to tell a page that did not follow from a build
+        // that did not finish.
+        Err(e) => {
+            let api = admin
+                .get(&format!("{}/builds/1", stage.app_path("web")))
+                .await
+                .unwrap_or_default();
+            let log: Vec<&str> = api["log"]
+                .as_array()
+                .map(|lines| lines.iter().filter_map(|l| l["line"].as_str()).collect())
+                .unwrap_or_default();
+            push.abort();
+            let out = match push.await {
+                Ok(Ok(out)) => out.to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "(still running: aborted)".into(),
+            };
+            let _ = b.screenshot(&shots, "app-build-failed").await;
+            anyhow::bail!(
+                "{e}\nthe API's build 1: {}\nits log:\n{}\nthe push: {out}",
+                api["build"],
+                log.join("\n")
+            );
+        }
+    };
+    println!(
+        "screenshots: {}, {} and {}",
+        builds_shot.display(),
+        live_shot.display(),
+        done_shot.display()
+    );
+    b.client.clone().close().await?;
+    stage.shutdown().await;
+    Ok(())
+}

@@ -13,6 +13,7 @@ use gantry_common::agent::{BuildOrder, BuildOutcome, Env, ServerMessage};
 use gantry_common::builds::{short_commit, BuildStatus};
 use gantry_common::cluster::ImageRef;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::pick::{pick, Candidate};
@@ -26,6 +27,8 @@ use crate::registry::images::registry_host;
 use crate::releases::deploy::{deploy, Via};
 use crate::state::AppState;
 
+/// How often a build waiting for a node looks again.
+const NODE_POLL: Duration = Duration::from_millis(250);
 /// How long a cancelled build's agent has to confirm before the build is ended anyway.
 const CANCEL_PATIENCE: Duration = Duration::from_secs(15);
 /// Beyond the build's own time limit (which the agent enforces), how long the server waits.
@@ -220,14 +223,9 @@ async fn drive(out: &Output<'_>, start: &Start, handles: Handles) -> Ended {
         }
         Err(e) => return Ended::failed(format!("the repository could not be read: {e:#}")),
     }
-    let node = match choose_node(state).await {
-        Ok(Some(node)) => node,
-        Ok(None) => {
-            return Ended::failed(
-                "no node can build now: builds run on a connected node that is not cordoned or draining (start a `gantry agent`)",
-            )
-        }
-        Err(e) => return Ended::failed(format!("the nodes could not be read: {e}")),
+    let node = match wait_for_node(out, &cancel).await {
+        Ok(node) => node,
+        Err(ended) => return ended,
     };
     let image = image_of(state, start);
     match store::start(&state.db, row.id, node.id, &image).await {
@@ -298,6 +296,41 @@ async fn drive(out: &Output<'_>, start: &Start, handles: Handles) -> Ended {
         BuildOutcome::Pushed { .. } => release(state, start, row, &image).await,
         BuildOutcome::Failed { reason } => Ended::failed(mask::mask(&reason, &out.secrets)),
         BuildOutcome::Cancelled => Ended::cancelled("cancelled on the node"),
+    }
+}
+
+/// A node to build on. None may be connected just now (agents reconnect within seconds of a
+/// server restart), so the build waits for one as long as a node may stay silent before it is
+/// marked down.
+async fn wait_for_node(out: &Output<'_>, cancel: &CancellationToken) -> Result<Candidate, Ended> {
+    let state = out.state;
+    let patience = state.embedded.node_timeout;
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut told = false;
+    loop {
+        match choose_node(state).await {
+            Ok(Some(node)) => return Ok(node),
+            Ok(None) if tokio::time::Instant::now() >= deadline => {
+                return Err(Ended::failed(format!(
+                    "no node could build within {} s: builds run on a connected node that is not cordoned or draining (start a `gantry agent`)",
+                    patience.as_secs()
+                )))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Ended::failed(format!("the nodes could not be read: {e}"))),
+        }
+        if !told {
+            out.lines(vec![format!(
+                "=== waiting for a node to build on (at most {} s)",
+                patience.as_secs()
+            )])
+            .await;
+            told = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(NODE_POLL) => {}
+            () = cancel.cancelled() => return Err(Ended::cancelled("cancelled while waiting for a node")),
+        }
     }
 }
 

@@ -44,6 +44,16 @@
 //!   sends a request into a connection this end is closing;
 //! - before closing after an answer, it lingers ([`LINGER_TIMEOUT`]) so the answer is not lost.
 //!
+//! # Build steps
+//!
+//! With arguments it is a tool for the `RUN` steps of a `FROM scratch` build (exec form, as there
+//! is no shell), used by the `git push` tests: `hello sleep <seconds>` sleeps and exits 0 (a long
+//! build); `hello require-env <NAME>` exits 0 only when `NAME` is set and not empty, printing its
+//! length but never its value (a build arg arrived); `hello print-env <NAME>` prints `NAME=<value>`
+//! and exits 0 only when it is set (what a careless build step does with a secret, so that the
+//! log's masking can be seen to work); `hello probe <ip:port>` tries a TCP
+//! connection for 2 s and exits 0 only when it FAILS (a build cannot reach that address).
+//!
 //! No signal handling: in a container Gantry runs it under Docker's init (`--init`), which turns
 //! SIGTERM into the default action (exit) at once.
 
@@ -86,6 +96,16 @@ const THREAD_STACK_BYTES: usize = 64 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.is_empty() {
+        return match Tool::parse(&args) {
+            Ok(tool) => tool.run(&mut io::stdout()),
+            Err(msg) => {
+                eprintln!("hello: {msg}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match Config::parse(|name| std::env::var(name)) {
         Ok(config) => config,
         Err(msg) => {
@@ -118,6 +138,91 @@ fn main() -> ExitCode {
     }
     serve(listener, Arc::new(app), Timeouts::DEFAULT);
     ExitCode::SUCCESS
+}
+
+/// `hello <tool> <arg>`: a build step (see "Build steps" above).
+#[derive(Debug, PartialEq, Eq)]
+enum Tool {
+    Sleep(Duration),
+    RequireEnv(String),
+    PrintEnv(String),
+    Probe(SocketAddr),
+}
+
+/// The longest `hello sleep`: an hour, longer than any build may take.
+const MAX_SLEEP_SECONDS: u64 = 3600;
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Tool {
+    fn parse(args: &[String]) -> Result<Tool, String> {
+        let usage = "usage: hello [sleep <seconds> | require-env <NAME> | print-env <NAME> | \
+                     probe <ip:port>]";
+        let [tool, arg] = args else {
+            return Err(usage.to_owned());
+        };
+        match tool.as_str() {
+            "sleep" => arg
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= MAX_SLEEP_SECONDS)
+                .map(|s| Tool::Sleep(Duration::from_secs(s)))
+                .ok_or_else(|| {
+                    format!("sleep takes 0 to {MAX_SLEEP_SECONDS} seconds, not {arg:?}")
+                }),
+            "require-env" if !arg.is_empty() => Ok(Tool::RequireEnv(arg.clone())),
+            "print-env" if !arg.is_empty() => Ok(Tool::PrintEnv(arg.clone())),
+            "probe" => arg
+                .parse()
+                .map(Tool::Probe)
+                .map_err(|_| format!("probe takes an address like 172.17.0.1:5432, not {arg:?}")),
+            _ => Err(usage.to_owned()),
+        }
+    }
+
+    fn run(self, out: &mut impl Write) -> ExitCode {
+        let ok = match self {
+            Tool::Sleep(d) => {
+                thread::sleep(d);
+                true
+            }
+            Tool::RequireEnv(name) => match std::env::var(&name) {
+                Ok(v) if !v.is_empty() => {
+                    let _ = writeln!(out, "hello: {name} is set ({} bytes)", v.len());
+                    true
+                }
+                _ => {
+                    let _ = writeln!(out, "hello: {name} is not set");
+                    false
+                }
+            },
+            Tool::PrintEnv(name) => match std::env::var(&name) {
+                Ok(v) => {
+                    let _ = writeln!(out, "{name}={v}");
+                    true
+                }
+                Err(_) => {
+                    let _ = writeln!(out, "hello: {name} is not set");
+                    false
+                }
+            },
+            Tool::Probe(addr) => match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
+                Ok(_) => {
+                    let _ = writeln!(out, "hello: connected to {addr}: reachable");
+                    false
+                }
+                Err(err) => {
+                    let _ = writeln!(out, "hello: cannot connect to {addr}: {err}");
+                    true
+                }
+            },
+        };
+        let _ = out.flush();
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// What the environment sets, checked before anything starts.
@@ -891,6 +996,70 @@ impl<'a> Response<'a> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn build_step_tools_parse_their_argument() {
+        let parse =
+            |args: &[&str]| Tool::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            parse(&["sleep", "600"]),
+            Ok(Tool::Sleep(Duration::from_secs(600)))
+        );
+        assert_eq!(
+            parse(&["require-env", "TOKEN"]),
+            Ok(Tool::RequireEnv("TOKEN".into()))
+        );
+        assert_eq!(
+            parse(&["probe", "172.17.0.1:5432"]),
+            Ok(Tool::Probe(SocketAddr::from(([172, 17, 0, 1], 5432))))
+        );
+        for bad in [
+            &["sleep"][..],
+            &["sleep", "-1"],
+            &["sleep", "3601"],
+            &["probe", "db:5432"],
+            &["require-env", ""],
+            &["serve", "x"],
+            &["sleep", "1", "2"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_probe_succeeds_only_when_the_connection_fails() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let open = listener.local_addr().unwrap();
+        let mut out = Vec::new();
+        assert_eq!(Tool::Probe(open).run(&mut out), ExitCode::FAILURE);
+        assert!(String::from_utf8(out).unwrap().contains("reachable"));
+        drop(listener);
+        let mut out = Vec::new();
+        assert_eq!(Tool::Probe(open).run(&mut out), ExitCode::SUCCESS);
+        assert!(String::from_utf8(out).unwrap().contains("cannot connect"));
+    }
+
+    #[test]
+    fn require_env_never_prints_the_value() {
+        // PATH is set in every test environment; its value must not show.
+        let path = std::env::var("PATH").unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            Tool::RequireEnv("PATH".into()).run(&mut out),
+            ExitCode::SUCCESS
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("PATH is set") && !text.contains(&path),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        let unset = "HELLO_TEST_SURELY_UNSET_VARIABLE";
+        assert_eq!(
+            Tool::RequireEnv(unset.into()).run(&mut out),
+            ExitCode::FAILURE
+        );
+    }
 
     fn app() -> App {
         App::new("box1", DEFAULT_GREETING, None, 0)

@@ -61,16 +61,20 @@ impl<R: ContainerRuntime> Builds<R> {
         let registry = self.running.clone();
         let timeout = Duration::from_secs(u64::from(order.timeout_seconds));
         let task = tokio::spawn(async move {
-            let outcome =
-                match tokio::time::timeout(timeout, build(&*runtime, &link, &order, &out)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => BuildOutcome::Failed {
-                        reason: format!(
-                            "the build took longer than its limit of {} s",
-                            timeout.as_secs()
-                        ),
-                    },
-                };
+            let building = tokio::time::timeout(timeout, build(&*runtime, &link, &order, &out));
+            // A bug must not leave the server waiting for an outcome until the time limit.
+            let outcome = match std::panic::AssertUnwindSafe(building).catch_unwind().await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(_)) => BuildOutcome::Failed {
+                    reason: format!(
+                        "the build took longer than its limit of {} s",
+                        timeout.as_secs()
+                    ),
+                },
+                Err(_) => BuildOutcome::Failed {
+                    reason: "the agent's build task crashed (see the agent's log)".into(),
+                },
+            };
             // Done (and no longer cancellable) before the outcome goes out.
             registry.lock().expect("builds poisoned").remove(&id);
             let _ = out
@@ -175,9 +179,11 @@ async fn build<R: ContainerRuntime>(
 /// error when it failed.
 async fn relay(
     build: Uuid,
-    mut output: futures_util::stream::BoxStream<'static, RuntimeResult<String>>,
+    output: futures_util::stream::BoxStream<'static, RuntimeResult<String>>,
     out: &mpsc::Sender<AgentMessage>,
 ) -> Result<(), String> {
+    // Fused: the batch below may find the stream ended, and the loop asks it once more.
+    let mut output = output.fuse();
     while let Some(first) = output.next().await {
         let mut batch = Vec::new();
         let mut item = Some(first);
@@ -190,6 +196,7 @@ async fn relay(
                 }
             }
             if batch.len() < MAX_LOG_BATCH_LINES {
+                // What is ready now joins the batch; an ended stream ends the loop above.
                 item = output.next().now_or_never().flatten();
             }
         }
@@ -234,6 +241,38 @@ fn digest_in(line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The engine's output is an `unfold` stream, which must not be polled once it has ended.
+    #[tokio::test]
+    async fn output_is_relayed_in_batches_until_its_stream_ends() {
+        let lines = futures_util::stream::unfold(0, |n| async move {
+            (n < 3).then(|| (Ok(format!("line {n}")), n + 1))
+        });
+        let (tx, mut rx) = mpsc::channel(8);
+        let build = Uuid::from_u128(7);
+        relay(build, Box::pin(lines), &tx).await.unwrap();
+        let message = rx.try_recv().unwrap();
+        assert_eq!(
+            message,
+            AgentMessage::BuildLog {
+                build,
+                lines: vec!["line 0".into(), "line 1".into(), "line 2".into()]
+            }
+        );
+        assert!(rx.try_recv().is_err(), "one batch");
+
+        let failing = futures_util::stream::iter([
+            Ok("step".to_owned()),
+            Err(crate::runtime::RuntimeError::Engine("boom".into())),
+        ]);
+        assert_eq!(
+            relay(build, Box::pin(failing), &tx).await,
+            Err("boom".into())
+        );
+        assert!(
+            matches!(rx.try_recv(), Ok(AgentMessage::BuildLog { lines, .. }) if lines == ["step"])
+        );
+    }
 
     #[test]
     fn the_digest_is_read_from_the_push_summary() {
