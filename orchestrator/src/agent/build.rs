@@ -169,9 +169,31 @@ async fn build<R: ContainerRuntime>(
     }
     send_lines(order.build, seen, out).await;
     tracing::info!(build.id = %order.build, "pushed {} ({digest:?})", order.image);
+    forget_older_builds(runtime, &order.image).await;
     match digest {
         Some(digest) => BuildOutcome::Pushed { digest },
         None => failed("the registry did not say which digest it stored".into()),
+    }
+}
+
+/// Untags the app's earlier builds on this node, so a node that builds keeps one image per app
+/// (the newest: its layers are the next build's cache) rather than one per push. An image a
+/// container runs stays (the engine keeps it for the container).
+async fn forget_older_builds<R: ContainerRuntime>(runtime: &R, image: &str) {
+    let Some((repo, _)) = image.rsplit_once(':') else {
+        return;
+    };
+    let tags = match runtime.tags_of(repo).await {
+        Ok(tags) => tags,
+        Err(e) => {
+            tracing::warn!("could not list the earlier builds of {repo}: {e}");
+            return;
+        }
+    };
+    for tag in tags.iter().filter(|t| t.as_str() != image) {
+        if let Err(e) = runtime.remove_image(tag).await {
+            tracing::warn!("could not untag the earlier build {tag}: {e}");
+        }
     }
 }
 

@@ -491,6 +491,27 @@ impl ContainerRuntime for DockerRuntime {
             .collect()
     }
 
+    async fn tags_of(&self, repo: &str) -> RuntimeResult<Vec<String>> {
+        let options = bollard::query_parameters::ListImagesOptions {
+            filters: Some(HashMap::from([(
+                "reference".to_owned(),
+                vec![repo.to_owned()],
+            )])),
+            ..Default::default()
+        };
+        let images = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(engine_error)?;
+        let prefix = format!("{repo}:");
+        Ok(images
+            .into_iter()
+            .flat_map(|image| image.repo_tags)
+            .filter(|tag| tag.starts_with(&prefix))
+            .collect())
+    }
+
     fn build(
         &self,
         spec: BuildSpec,

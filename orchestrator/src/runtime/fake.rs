@@ -241,6 +241,10 @@ impl ContainerRuntime for FakeRuntime {
             .collect())
     }
 
+    async fn tags_of(&self, _repo: &str) -> RuntimeResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     // The agent's unit tests do not build: the e2e tests build on the real engine.
     fn build(
         &self,

@@ -195,7 +195,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// callers run it beside their other work.
     fn remove(&self, id: &str, grace: Duration) -> impl Future<Output = RuntimeResult<()>> + Send;
 
-    /// Removes an image by id unless a container (any, ours or not) uses it; true when it
+    /// Removes an image by id (or a tag: then only the tag, unless it is the image's last) unless
+    /// a container (any, ours or not) uses it; true when it
     /// is gone (removed now or before), false when it is in use.
     fn remove_image(&self, id: &str) -> impl Future<Output = RuntimeResult<bool>> + Send;
 
@@ -218,6 +219,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         key: &str,
         value: &str,
     ) -> impl Future<Output = RuntimeResult<Vec<ContainerInfo>>> + Send;
+
+    /// The tags (`<repo>:<tag>`) the engine holds of repository `repo`.
+    fn tags_of(&self, repo: &str) -> impl Future<Output = RuntimeResult<Vec<String>>> + Send;
 
     /// Builds `spec.tag` from a tar context: the output lines as the engine writes them; an
     /// error item is the build's failure (and the last item). Dropping the stream cancels the
