@@ -1026,13 +1026,16 @@ async fn an_admin_sets_a_canary_follows_it_live_and_promotes_it_while_a_viewer_w
 #[tokio::test]
 async fn a_push_shows_up_as_a_build_with_a_live_log() -> anyhow::Result<()> {
     use gantry_e2e::cluster::CONVERGE;
-    use gantry_e2e::git::{remote_url, Repo};
+    use gantry_e2e::git::{remote_url, RemoveBuiltImages, Repo};
     use gantry_e2e::stage::Stage;
     use serde_json::json;
 
     const SECRET_VALUE: &str = "s3cr3t-build-arg";
 
+    // Drops after the stage: untags what the build left in the engine.
+    let mut built = RemoveBuiltImages::default();
     let stage = Stage::start("gitdash", 1).await?;
+    built.prefix = Some(format!("127.0.0.1:{}/{}/", stage.port, stage.admin.team));
     let (base, admin) = (&stage.base, &stage.admin);
     admin
         .post(
