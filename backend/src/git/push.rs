@@ -188,7 +188,7 @@ pub async fn build(
             Err(RecvError::Closed) => return None,
         };
         let ended = matches!(frame, HookFrame::End { .. });
-        let mut line = serde_json::to_vec(&frame).unwrap_or_default();
+        let mut line = serde_json::to_vec(&frame).expect("a frame of strings and flags encodes");
         line.push(b'\n');
         let item = Ok::<_, std::io::Error>(bytes::Bytes::from(line));
         Some((item, (!ended).then_some(progress)))

@@ -3,7 +3,7 @@
 //!
 //! While the build is queued or running, the log comes from the app's log stream filtered to the
 //! build (`…/logs/stream?build=N&tail=1000`: its lines so far, then new ones), and the build's
-//! fields reload every [`POLL`](super::app_builds::POLL). Once it has finished, the stream is closed and the stored log
+//! fields reload every [`POLL`](super::app_detail::POLL). Once it has finished, the stream is closed and the stored log
 //! of `GET …/builds/N` is shown instead: complete (up to 10,000 lines), and without the lines
 //! the stream's replay and the stored log would otherwise both hold. Members and above may
 //! cancel a build that has not finished.
@@ -13,7 +13,8 @@ use gantry_common::Permission;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::app_builds::{duration_text, poll_while};
+use super::app_builds::duration_text;
+use super::app_detail::poll_while;
 use super::app_detail::{bump, utc_time};
 use super::param;
 use crate::api::{self, ApiError, BuildDetailView, BuildLineView, BuildView, LogFrame};

@@ -3,47 +3,23 @@
 //! Dockerfile path, build args: names only, their values are write-only), and its builds, newest
 //! first, each linking to its live log (`app_build`).
 //!
-//! The list reloads every [`POLL`] while a build is queued or running, and when a build it does
+//! The list reloads every [`POLL`](super::app_detail::POLL) while a build is queued or running, and when a build it does
 //! not know as running writes to the app's log (the `stream=build` lines of `…/logs/stream`),
 //! so a push from a terminal shows up without "Refresh". Viewers see the settings read-only;
 //! the server enforces the same rules.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use gantry_common::builds::{short_commit, BuildSettings};
 use gantry_common::Permission;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::app_detail::{bump, utc_time};
+use super::app_detail::{bump, poll_while, utc_time};
 use super::param;
 use crate::api::{self, BuildView, LogFrame, SetBuildSettingsBody};
 use crate::components::{EmptyState, ErrorBox, Frame, Loading};
 use crate::session::use_session;
-
-/// How often a page reloads while a build is queued or running.
-pub(super) const POLL: Duration = Duration::from_secs(2);
-
-/// Bumps `tick` every [`POLL`] while `active()` holds, and once more after it stopped so that
-/// the page shows the outcome. One timer at a time.
-pub(super) fn poll_while(active: impl Fn() -> bool + 'static, tick: RwSignal<u32>) {
-    let scheduled = StoredValue::new(false);
-    Effect::new(move |was: Option<bool>| {
-        let now = active();
-        if (now || was == Some(true)) && !scheduled.get_value() {
-            scheduled.set_value(true);
-            set_timeout(
-                move || {
-                    scheduled.set_value(false);
-                    bump(tick);
-                },
-                POLL,
-            );
-        }
-        now
-    });
-}
 
 /// `42 s`, `3 min 5 s`; `—` before it started.
 pub(super) fn duration_text(seconds: Option<f64>) -> String {

@@ -27,7 +27,7 @@ use crate::components::{
 use crate::session::use_session;
 
 /// How often the page reloads while a rollout is under way.
-const POLL: Duration = Duration::from_secs(2);
+pub(super) const POLL: Duration = Duration::from_secs(2);
 
 /// What the page shows of the app's releases, loaded together so that the parts agree: the
 /// rollout first, then the releases (never older than that rollout), then the app (URL, image,
@@ -105,13 +105,21 @@ pub(super) fn bump(tick: RwSignal<u32>) {
 }
 
 /// Reloads every [`POLL`] while the newest rollout is under way, and once more after it ended
-/// so that every section shows the outcome. One timer at a time: a reload that notifies twice
-/// does not start a second one.
+/// so that every section shows the outcome.
 fn poll_while_rolling_out(live: LiveResource, tick: RwSignal<u32>) {
+    poll_while(
+        move || matches!(live.get(), Some(Ok(Live { rollout: Some(r), .. })) if r.status.in_flight()),
+        tick,
+    );
+}
+
+/// Bumps `tick` every [`POLL`] while `active()` holds, and once more after it stopped so that
+/// the page shows the outcome. One timer at a time: a reload that notifies twice does not
+/// start a second one.
+pub(super) fn poll_while(active: impl Fn() -> bool + 'static, tick: RwSignal<u32>) {
     let scheduled = StoredValue::new(false);
     Effect::new(move |was: Option<bool>| {
-        let now =
-            matches!(live.get(), Some(Ok(Live { rollout: Some(r), .. })) if r.status.in_flight());
+        let now = active();
         if (now || was == Some(true)) && !scheduled.get_value() {
             scheduled.set_value(true);
             set_timeout(
